@@ -67,7 +67,9 @@ class FetchResult:
     final_url: str  # where the last redirect led (== url without redirects)
     status: int | None  # the final HTTP status; None when no response came (DNS, refused, deadline)
     body: bytes | None  # decompressed body of a 200; None otherwise
-    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # final response's, lower-case
+    headers: Mapping[str, str] = field(
+        default_factory=lambda: _EMPTY
+    )  # final response's, lower-case
     etag: str | None = None  # from this response, or the one sent when the answer was 304
     last_modified: str | None = None  # idem
     not_modified: bool = False  # the server answered 304
@@ -95,7 +97,9 @@ class Item:
     url: str | None  # absolute link to the article
     title: str  # plain text
     summary: str  # plain text of the description / summary
-    content: str = ""  # plain text of the full content the feed carries (content:encoded, atom:content)
+    content: str = (
+        ""  # plain text of the full content the feed carries (content:encoded, atom:content)
+    )
     author: str = ""
     published: datetime | None = None  # UTC; None when the feed gives no usable date
     updated: datetime | None = None  # UTC
@@ -184,8 +188,12 @@ class KnownState:
     """What the store already holds that bears on a batch of parsed items (read before decide)."""
 
     seen_guids: frozenset[str] = frozenset()  # guids of this feed already stored
-    story_by_url: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # canonical URL -> story
-    story_by_hash: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # content hash -> story
+    story_by_url: Mapping[str, str] = field(
+        default_factory=lambda: _EMPTY
+    )  # canonical URL -> story
+    story_by_hash: Mapping[str, str] = field(
+        default_factory=lambda: _EMPTY
+    )  # content hash -> story
 
 
 @dataclass(frozen=True, slots=True)

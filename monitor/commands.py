@@ -1,0 +1,188 @@
+"""The `newsmon` commands that touch the store or the network (the CLI's second half).
+
+Each function takes validated `Settings`, prints for a person on standard output (problems on
+standard error), and returns the process exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from monitor.config import Settings
+from monitor.fetch import Fetcher
+from monitor.model import Item, Match
+from monitor.notify import Notifier, mask_url
+from monitor.parse import parse_feed
+from monitor.rules import compile_rules
+from monitor.scheduler import Daemon, utcnow
+from monitor.store import Store
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+
+
+def highlight(match: Match, *, start: str = "[", end: str = "]") -> str:
+    """The match's snippet with each highlighted span wrapped in `start`…`end`."""
+    out: list[str] = []
+    cursor = 0
+    for lo, hi in sorted(match.highlights):
+        if lo < cursor:  # overlapping spans: the first one wins
+            continue
+        out.append(match.snippet[cursor:lo])
+        out.append(f"{start}{match.snippet[lo:hi]}{end}")
+        cursor = hi
+    out.append(match.snippet[cursor:])
+    return "".join(out)
+
+
+async def poll_once(settings: Settings) -> int:
+    async with Daemon(settings) as daemon:
+        outcomes = await daemon.poll_once()
+        report = await daemon.deliver()
+    failed = [o for o in outcomes if o.error]
+    print(
+        f"polled {len(outcomes)} feeds: {sum(o.new_items for o in outcomes)} new items, "
+        f"{sum(o.not_modified for o in outcomes)} unchanged, {len(failed)} failed; "
+        f"alerts queued {sum(o.alerts for o in outcomes)}, sent {report.sent}, "
+        f"retrying {report.retried}, dead {report.dead}"
+    )
+    for outcome in failed:
+        print(f"  {outcome.feed}: {outcome.error}", file=sys.stderr)
+    return 0
+
+
+def _read_file(source: str) -> tuple[bytes, str]:
+    path = Path(source).absolute()
+    return path.read_bytes(), path.as_uri()
+
+
+async def _items_from(settings: Settings, source: str) -> list[Item]:
+    if source.startswith(("http://", "https://")):
+        async with Fetcher(
+            settings.http_policy(), allow_networks=settings.http.allow_networks
+        ) as f:
+            result = await f.fetch(source)
+        if result.body is None:
+            raise RuntimeError(f"{source}: {result.error or 'no body'}")
+        body, url, headers = result.body, result.final_url, dict(result.headers)
+    else:
+        body, url = await asyncio.to_thread(_read_file, source)
+        headers = {}
+    parsed = parse_feed(body, feed=source, url=url, headers=headers)
+    if parsed.problem:
+        print(f"{source}: {parsed.problem}", file=sys.stderr)
+    return list(parsed.items)
+
+
+async def rules_test(
+    settings: Settings, rule: str | None, since: timedelta, source: str | None
+) -> int:
+    rules = [r for r in settings.rule_values() if rule is None or r.name == rule]
+    if not rules:
+        print(f"no rule named {rule!r}", file=sys.stderr)
+        return 1
+    ruleset = compile_rules(rules, settings.aliases)
+    now = utcnow()
+    if source is None:
+        async with await Store.open(settings.database) as store:
+            items = await store.items_since(now - since)
+    else:
+        try:
+            items = await _items_from(settings, source)
+        except (OSError, RuntimeError) as error:
+            print(error, file=sys.stderr)
+            return 1
+    tags = {f.name: f.tags for f in settings.feed_values()}
+    hits: dict[str, int] = {r.name: 0 for r in rules}
+    for item in items:
+        for match in ruleset.match(item, feed_tags=tags.get(item.feed, ())):
+            hits[match.rule] += 1
+            print(f"{match.rule}  {item.feed}  {_when(item.published)}  {item.title}")
+            if item.url:
+                print(f"    {item.url}")
+            print(f"    {highlight(match)}")
+    summary = ", ".join(f"{name}: {count}" for name, count in hits.items())
+    print(f"{len(items)} items tested; matches: {summary}")
+    return 0
+
+
+def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:
+    cells = [[str(c) for c in header], *[["-" if c is None else str(c) for c in r] for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+async def feeds(settings: Settings) -> int:
+    async with await Store.open(settings.database) as store:
+        states = await store.feed_states()
+    rows = [
+        (
+            s.name,
+            "disabled" if s.disabled_reason else ("failing" if s.error_count else "ok"),
+            _when(s.last_success),
+            _when(s.next_poll),
+            s.error_count,
+            s.disabled_reason or s.last_error or "",
+        )
+        for s in states
+    ]
+    _table(rows, ("feed", "state", "last success", "next poll", "errors", "reason"))
+    return 0
+
+
+async def alerts(settings: Settings, limit: int) -> int:
+    async with await Store.open(settings.database) as store:
+        rows = await store.alerts(limit)
+    _table(
+        [
+            (a.id, _when(a.created), a.status, a.attempts, a.rule, a.channel, a.feed, a.title)
+            for a in rows
+        ],
+        ("id", "created", "status", "tries", "rule", "channel", "feed", "title"),
+    )
+    for a in rows:
+        if a.status != "sent" and a.last_error:
+            print(f"  #{a.id}: {a.last_error}")
+    return 0
+
+
+async def alerts_retry(settings: Settings, delivery_id: int | None, *, dead: bool) -> int:
+    async with await Store.open(settings.database) as store:
+        count = await store.retry_dead(None if dead else delivery_id, utcnow())
+    print(f"{count} alert(s) queued again; a running daemon sends them within seconds")
+    return 0 if count or dead else 1
+
+
+async def stories(settings: Settings, limit: int) -> int:
+    async with await Store.open(settings.database) as store:
+        rows = await store.stories(limit)
+    _table(
+        [(_when(s.first_seen), s.items, ", ".join(s.feeds), s.title) for s in rows],
+        ("first seen", "items", "outlets", "title"),
+    )
+    return 0
+
+
+async def send_test(settings: Settings, channel: str) -> int:
+    channels = settings.channel_values()
+    if channel not in channels:
+        print(f"no channel named {channel!r}; known: {', '.join(channels)}", file=sys.stderr)
+        return 1
+    notifier = Notifier(channels)
+    outcome = await notifier.send_text(
+        channel,
+        "newsmon test alert",
+        f"This is a test alert from newsmon, sent {_when(utcnow())} to channel {channel!r}.",
+    )
+    targets = ", ".join(mask_url(u) for u in channels[channel].urls)
+    if outcome.ok:
+        print(f"{channel}: delivered ({targets})")
+        return 0
+    print(f"{channel}: failed ({targets}): {outcome.error}", file=sys.stderr)
+    return 1

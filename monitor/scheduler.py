@@ -1,0 +1,369 @@
+"""The daemon: polls feeds as they fall due, delivers the outbox, stops gracefully.
+
+One poll of one feed is the pipeline of DESIGN.md:
+
+    claim (store) | fetch | parse (worker process) | known (store)
+                  | decide + plan_update | apply (store)
+
+`Daemon` owns the long-lived parts (store, fetcher, parse workers, rules, notifier) on an
+`AsyncExitStack`, so shutdown closes them in reverse order without hand-written sequencing.
+`run()` drives it with APScheduler jobs on the asyncio loop until SIGTERM/SIGINT; SIGHUP
+reloads the configuration (a broken file is reported and the running one stays).
+`poll_once()` is `newsmon poll --once`.
+
+This is the only module below the CLI that reads the clock: every other stage is handed `now`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TextIO
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from monitor.config import ConfigError, Settings, load_config
+from monitor.fetch import Fetcher
+from monitor.model import Decision, Feed, FeedState, FeedUpdate, FetchResult
+from monitor.notify import DrainReport, Notifier, OutboxWorker
+from monitor.parse import ParsedFeed, parse_feed
+from monitor.pipeline import decide, lookup_keys, plan_update
+from monitor.rules import RuleSet, compile_rules
+from monitor.store import Store
+
+log = logging.getLogger("newsmon")
+
+# How often the daemon looks for due feeds. Feeds carry their own intervals (minutes); this only
+# bounds how late a due feed starts, and each look is one indexed query.
+POLL_TICK = timedelta(seconds=2)
+# How often the outbox is drained when nothing kicks it (a poll that queued alerts kicks it at
+# once; this catches retries that fall due and rows left by a crashed replica).
+OUTBOX_TICK = timedelta(seconds=5)
+# Time given to in-flight polls and deliveries after SIGTERM before they are cancelled. Under
+# systemd's default TimeoutStopSec (90 s), with margin.
+STOP_GRACE = timedelta(seconds=45)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _quiet_worker() -> None:
+    # Ctrl-C reaches the whole process group; the parent decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """What one poll of one feed did, for the log and `poll --once`."""
+
+    feed: str
+    status: int | None
+    new_items: int = 0
+    alerts: int = 0
+    not_modified: bool = False
+    error: str | None = None
+    elapsed: float = 0.0
+
+
+class Daemon:
+    """The running monitor. Use as `async with Daemon(settings) as daemon:`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        owner: str | None = None,
+        stdout: TextIO | None = None,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self._stdout = stdout
+        self._stack = contextlib.AsyncExitStack()
+        self._in_flight: dict[str, asyncio.Task[PollOutcome]] = {}
+        self._scheduler: AsyncIOScheduler | None = None
+        self._configure(settings)
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    def _configure(self, settings: Settings) -> None:
+        """Derive everything that depends on the configuration (at start and on reload)."""
+        self._settings = settings
+        self._feeds: dict[str, Feed] = {f.name: f for f in settings.feed_values()}
+        self._rules: RuleSet = compile_rules(settings.rule_values(), settings.aliases)
+        self._channels = settings.channel_values()
+        self._policy = settings.http_policy()
+        # A poll holds its feed's lease for at most this long: the request deadline, parsing and
+        # storing, with margin. A replica that dies mid-poll frees the feed when it expires.
+        self._lease = timedelta(seconds=self._policy.timeout * 2) + timedelta(minutes=1)
+
+    async def __aenter__(self) -> Daemon:
+        stack = self._stack
+        self.store = await Store.open(self._settings.database)
+        stack.push_async_callback(self.store.close)
+        self._fetcher = await stack.enter_async_context(
+            Fetcher(self._policy, allow_networks=self._settings.http.allow_networks)
+        )
+        # feedparser takes tens of milliseconds per feed and holds the GIL: parsing runs in
+        # worker processes so the loop keeps fetching. forkserver, because forking a process that
+        # runs threads (aiosqlite, apprise) can copy a held lock into the child.
+        workers = max(1, min(4, (os.cpu_count() or 2)))
+        executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_quiet_worker,
+        )
+        stack.callback(executor.shutdown, wait=True, cancel_futures=True)
+        self._executor = executor
+        self._start_delivery()
+        await self.store.sync_feeds(list(self._feeds.values()), self._clock())
+        log.info(
+            "started feeds=%d rules=%d channels=%d database=%s",
+            len(self._feeds),
+            len(self._rules.rules),
+            len(self._channels),
+            self.store.dialect,
+        )
+        return self
+
+    def _start_delivery(self) -> None:
+        """(Re)build the notifier and outbox worker for the current channels."""
+        self._notifier = Notifier(self._channels, stdout=self._stdout)
+        self._worker = OutboxWorker(
+            self.store, self._notifier, owner=self._owner, clock=self._clock
+        )
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def reload(self, path: str) -> bool:
+        """Load the configuration again; on any error keep the running one. True when applied."""
+        try:
+            settings = await asyncio.to_thread(load_config, path)
+            if settings.database != self._settings.database:
+                log.warning("reload: a new database takes a restart; keeping %s", "the old one")
+                return False
+            self._configure(settings)
+        except ConfigError as error:
+            for problem in error.problems:
+                log.error("reload refused: %s", problem)
+            return False
+        self._start_delivery()
+        await self.store.sync_feeds(list(self._feeds.values()), self._clock())
+        log.info("reloaded feeds=%d rules=%d", len(self._feeds), len(self._rules.rules))
+        return True
+
+    # --- polling ----------------------------------------------------------------------------
+
+    async def poll_once(self) -> list[PollOutcome]:
+        """Poll every enabled feed now, whatever its schedule (`newsmon poll --once`)."""
+        states = await self.store.claim_due_feeds(
+            self._clock(),
+            limit=len(self._feeds) or 1,
+            lease=self._lease,
+            owner=self._owner,
+            force=True,
+        )
+        limit = asyncio.Semaphore(self._policy.concurrency)
+
+        async def bounded(state: FeedState) -> PollOutcome:
+            async with limit:
+                return await self.poll_feed(state)
+
+        return list(await asyncio.gather(*(bounded(s) for s in states)))
+
+    async def _poll_tick(self) -> None:
+        """Claim due feeds up to the free concurrency and start their polls; do not wait."""
+        free = self._policy.concurrency - len(self._in_flight)
+        if free <= 0:
+            return
+        states = await self.store.claim_due_feeds(
+            self._clock(), limit=free, lease=self._lease, owner=self._owner
+        )
+        for state in states:
+            task = asyncio.create_task(self.poll_feed(state), name=f"poll:{state.name}")
+            self._in_flight[state.name] = task
+            task.add_done_callback(lambda _t, name=state.name: self._in_flight.pop(name, None))
+
+    async def poll_feed(self, state: FeedState) -> PollOutcome:
+        """Fetch, parse, decide and store one feed. Never raises: a failure is logged and stored."""
+        feed = self._feeds.get(state.name)
+        if feed is None:  # removed from the config since it was claimed
+            return PollOutcome(state.name, None, error="no longer configured")
+        started = self._clock()
+        try:
+            outcome = await self._poll(feed, state, started)
+        except Exception as exc:  # a bug, not a feed problem: keep the daemon and the feed going
+            log.exception("poll failed feed=%s", feed.name)
+            failed = FetchResult(state.url, state.url, None, None, error=f"internal error: {exc!r}")
+            update = plan_update(feed, state, failed, now=started)
+            with contextlib.suppress(Exception):
+                await self.store.apply(Decision(feed.name), update)
+            outcome = PollOutcome(feed.name, None, error=update.error)
+        return outcome
+
+    async def _poll(self, feed: Feed, state: FeedState, now: datetime) -> PollOutcome:
+        result = await self._fetcher.fetch(
+            state.url, etag=state.etag, last_modified=state.last_modified
+        )
+        if result.not_modified or not result.ok or result.body is None:
+            update = plan_update(feed, state, result, now=now)
+            await self.store.apply(Decision(feed.name), update)
+            self._log_poll(feed, result, update, new=0, alerts=0)
+            return PollOutcome(
+                feed.name,
+                result.status,
+                not_modified=result.not_modified,
+                error=update.error,
+                elapsed=result.elapsed,
+            )
+
+        parsed = await self._parse(feed, result)
+        # A 200 whose body holds no feed (an HTML challenge page, an empty document) is a failure;
+        # a malformed feed that still yields items is used, and its problem logged.
+        problem = parsed.problem if not parsed.items else None
+        if parsed.problem and parsed.items:
+            log.warning("feed malformed but usable feed=%s problem=%s", feed.name, parsed.problem)
+        if parsed.truncated:
+            log.warning("feed truncated feed=%s dropped=%d", feed.name, parsed.truncated)
+        keys = lookup_keys(parsed.items)
+        known = await self.store.known(feed.name, keys.guids, keys.urls, keys.hashes)
+        decision = decide(
+            feed,
+            state,
+            parsed.items,
+            known,
+            self._rules,
+            tuple(self._channels),
+            now=now,
+            backlog_window=self._settings.polling.backlog_window,
+        )
+        update = plan_update(feed, state, result, now=now, problem=problem)
+        applied = await self.store.apply(decision, update)
+        self._log_poll(feed, result, update, new=applied.items, alerts=applied.alerts)
+        if applied.alerts:
+            self._kick_outbox()
+        return PollOutcome(
+            feed.name,
+            result.status,
+            new_items=applied.items,
+            alerts=applied.alerts,
+            error=update.error,
+            elapsed=result.elapsed,
+        )
+
+    async def _parse(self, feed: Feed, result: FetchResult) -> ParsedFeed:
+        assert result.body is not None
+        job = functools.partial(
+            parse_feed,
+            result.body,
+            feed=feed.name,
+            url=result.final_url,
+            headers=dict(result.headers),
+        )
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+
+    def _log_poll(
+        self, feed: Feed, result: FetchResult, update: FeedUpdate, *, new: int, alerts: int
+    ) -> None:
+        if update.disabled_reason:
+            log.error("feed disabled feed=%s reason=%s", feed.name, update.disabled_reason)
+        elif update.error:
+            log.warning(
+                "poll failed feed=%s status=%s error=%s next=%s",
+                feed.name,
+                result.status,
+                update.error,
+                update.next_poll.isoformat(timespec="seconds"),
+            )
+        else:
+            log.info(
+                "polled feed=%s status=%s new=%d alerts=%d elapsed=%.2fs",
+                feed.name,
+                "304" if result.not_modified else result.status,
+                new,
+                alerts,
+                result.elapsed,
+            )
+        if update.url:
+            log.warning("feed moved permanently feed=%s url=%s", feed.name, update.url)
+
+    # --- delivery ---------------------------------------------------------------------------
+
+    async def deliver(self) -> DrainReport:
+        """Send every delivery that is due now."""
+        report = await self._worker.drain()
+        if report.sent or report.retried or report.dead:
+            log.info("outbox sent=%d retried=%d dead=%d", report.sent, report.retried, report.dead)
+        return report
+
+    def _kick_outbox(self) -> None:
+        if self._scheduler is not None and self._scheduler.running:
+            job = self._scheduler.get_job("outbox")
+            if job is not None:
+                job.modify(next_run_time=utcnow())
+
+    # --- the daemon -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, *, config_path: str | None = None) -> None:
+        """Poll and deliver until `stop` is set, then let in-flight work finish."""
+        loop = asyncio.get_running_loop()
+        scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
+        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        scheduler.add_job(
+            self._poll_tick,
+            "interval",
+            seconds=POLL_TICK.total_seconds(),
+            id="poll",
+            next_run_time=utcnow(),
+            **common,
+        )
+        scheduler.add_job(
+            self.deliver,
+            "interval",
+            seconds=OUTBOX_TICK.total_seconds(),
+            id="outbox",
+            next_run_time=utcnow(),
+            **common,
+        )
+        reloads: set[asyncio.Task[bool]] = set()
+        if config_path is not None:
+
+            def on_hup() -> None:
+                task = loop.create_task(self.reload(config_path))
+                reloads.add(task)
+                task.add_done_callback(reloads.discard)
+
+            loop.add_signal_handler(signal.SIGHUP, on_hup)
+        self._scheduler = scheduler
+        scheduler.start()
+        log.info("running owner=%s", self._owner)
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping: waiting for %d polls in flight", len(self._in_flight))
+            scheduler.shutdown(wait=False)
+            self._scheduler = None
+            if config_path is not None:
+                loop.remove_signal_handler(signal.SIGHUP)
+            pending = list(self._in_flight.values())
+            if pending:
+                _done, late = await asyncio.wait(pending, timeout=STOP_GRACE.total_seconds())
+                for task in late:
+                    task.cancel()
+            # Alerts the last polls queued leave now rather than after the restart.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.deliver(), timeout=STOP_GRACE.total_seconds())
+        log.info("stopped")
