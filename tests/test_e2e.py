@@ -114,8 +114,15 @@ rules:
 
 async def newsmon(config: Path, *args: str, timeout: float = 60) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor", "--config", str(config), *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO,
+        sys.executable,
+        "-m",
+        "monitor",
+        "--config",
+        str(config),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
@@ -165,8 +172,15 @@ async def test_poll_once_baseline_new_items_repoll_and_304(world: World) -> None
 async def test_daemon_polls_alerts_and_stops_gracefully_on_sigterm(world: World) -> None:
     async def start() -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "monitor", "--config", str(world.config), "run",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO,
+            sys.executable,
+            "-m",
+            "monitor",
+            "--config",
+            str(world.config),
+            "run",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=REPO,
         )
 
     async def stop(proc: asyncio.subprocess.Process) -> str:
@@ -212,8 +226,15 @@ async def test_sigint_stops_the_daemon_with_exit_0(tmp_path: Path) -> None:
         "channels:\n  console:\n    url: console://\n"
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "monitor", "--config", str(config), "run",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO,
+        sys.executable,
+        "-m",
+        "monitor",
+        "--config",
+        str(config),
+        "run",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=REPO,
         env={**os.environ},
     )
     deadline = time.monotonic() + 30

@@ -36,15 +36,37 @@ def state(polls: int = 3, **kw: object) -> FeedState:
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
-def item(guid: str, title: str, *, age: timedelta | None = timedelta(hours=1), **kw: object) -> Item:
+def item(
+    guid: str, title: str, *, age: timedelta | None = timedelta(hours=1), **kw: object
+) -> Item:
     published = NOW - age if age is not None else None
-    return Item("wire", guid, kw.pop("url", f"https://wire.example/{guid}"), title, kw.pop("summary", ""),
-                published=published, **kw)  # type: ignore[arg-type]
+    return Item(
+        "wire",
+        guid,
+        kw.pop("url", f"https://wire.example/{guid}"),
+        title,
+        kw.pop("summary", ""),
+        published=published,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
-def run(items: list[Item], st: FeedState | None = None, known: KnownState | None = None, feed: Feed = FEED):
-    return decide(feed, st or state(), items, known or KnownState(), RULES, CHANNELS, now=NOW,
-                  backlog_window=WINDOW)
+def run(
+    items: list[Item],
+    st: FeedState | None = None,
+    known: KnownState | None = None,
+    feed: Feed = FEED,
+):
+    return decide(
+        feed,
+        st or state(),
+        items,
+        known or KnownState(),
+        RULES,
+        CHANNELS,
+        now=NOW,
+        backlog_window=WINDOW,
+    )
 
 
 def test_new_matching_item_queues_one_alert_per_channel_of_its_rule() -> None:
@@ -80,7 +102,10 @@ def test_first_poll_is_a_baseline_except_recent_items() -> None:
     ]
     d = run(items, state(polls=0))
     assert {r.item.guid: r.baseline for r in d.items} == {
-        "old": True, "undated": True, "future": True, "fresh": False,
+        "old": True,
+        "undated": True,
+        "future": True,
+        "fresh": False,
     }
     assert {a.guid for a in d.alerts} == {"fresh"}
     # After the baseline, an undated or old new item is news: it alerts.
@@ -107,10 +132,12 @@ def test_same_canonical_url_joins_the_stored_story() -> None:
 
 
 def test_copies_within_one_batch_share_a_story() -> None:
-    d = run([
-        item("x", "Evin prison", url="https://a.example/p?utm_medium=x"),
-        item("y", "Evin prison again", url="https://a.example/p"),
-    ])
+    d = run(
+        [
+            item("x", "Evin prison", url="https://a.example/p?utm_medium=x"),
+            item("y", "Evin prison again", url="https://a.example/p"),
+        ]
+    )
     assert d.items[0].story == d.items[1].story
     assert d.items[1].joined and not d.items[0].joined
     # Two items, one story: the alert keys collapse, so the store keeps one per channel.
@@ -118,8 +145,10 @@ def test_copies_within_one_batch_share_a_story() -> None:
 
 
 def test_content_fingerprint_joins_only_substantial_texts() -> None:
-    rotated = [item("g1", "Evin prison", summary=LONG, url=None),
-               item("g2", "Evin prison", summary=LONG, url=None)]
+    rotated = [
+        item("g1", "Evin prison", summary=LONG, url=None),
+        item("g2", "Evin prison", summary=LONG, url=None),
+    ]
     d = run(rotated)
     assert d.items[1].story == d.items[0].story
     short = [item("h1", "Evin prison", url=None), item("h2", "Evin prison", url=None)]
@@ -128,7 +157,10 @@ def test_content_fingerprint_joins_only_substantial_texts() -> None:
 
 
 def test_lookup_keys_cover_what_decide_asks() -> None:
-    items = [item("g1", "Evin", summary=LONG), item("g2", "Evin", url="https://x.example/?fbclid=1")]
+    items = [
+        item("g1", "Evin", summary=LONG),
+        item("g2", "Evin", url="https://x.example/?fbclid=1"),
+    ]
     keys = lookup_keys(items)
     assert keys.guids == {"g1", "g2"}
     assert keys.urls == {"https://wire.example/g1", "https://x.example/"}
@@ -139,8 +171,12 @@ def test_lookup_keys_cover_what_decide_asks() -> None:
 
 
 def ok(**kw: object) -> FetchResult:
-    fields: dict[str, object] = {"status": 200, "body": b"<rss/>", "etag": '"v1"',
-                                 "last_modified": "Sun, 22 Nov 2026 10:00:00 GMT"}
+    fields: dict[str, object] = {
+        "status": 200,
+        "body": b"<rss/>",
+        "etag": '"v1"',
+        "last_modified": "Sun, 22 Nov 2026 10:00:00 GMT",
+    }
     fields.update(kw)
     return FetchResult(FEED.url, FEED.url, **fields)  # type: ignore[arg-type]
 
@@ -169,8 +205,10 @@ def test_cache_control_stretches_interval_within_a_cap() -> None:
 def test_failures_back_off_exponentially_to_a_ceiling_and_keep_validators() -> None:
     failing = FetchResult(FEED.url, FEED.url, 500, None, error="HTTP 500")
     st = state(etag='"old"', last_modified="x")
-    delays = [plan_update(FEED, state(error_count=n, etag='"old"'), failing, now=NOW).next_poll - NOW
-              for n in range(12)]
+    delays = [
+        plan_update(FEED, state(error_count=n, etag='"old"'), failing, now=NOW).next_poll - NOW
+        for n in range(12)
+    ]
     assert delays == sorted(delays) and delays[0] == FEED.interval * 2
     assert delays[-1] == MAX_BACKOFF
     u = plan_update(FEED, st, failing, now=NOW)
@@ -178,14 +216,16 @@ def test_failures_back_off_exponentially_to_a_ceiling_and_keep_validators() -> N
 
 
 def test_retry_after_is_a_floor() -> None:
-    limited = FetchResult(FEED.url, FEED.url, 429, None, error="HTTP 429",
-                          retry_after=timedelta(hours=2))
+    limited = FetchResult(
+        FEED.url, FEED.url, 429, None, error="HTTP 429", retry_after=timedelta(hours=2)
+    )
     assert plan_update(FEED, state(), limited, now=NOW).next_poll == NOW + timedelta(hours=2)
 
 
 def test_gone_disables_the_feed() -> None:
-    u = plan_update(FEED, state(), FetchResult(FEED.url, FEED.url, 410, None, error="HTTP 410"),
-                    now=NOW)
+    u = plan_update(
+        FEED, state(), FetchResult(FEED.url, FEED.url, 410, None, error="HTTP 410"), now=NOW
+    )
     assert u.disabled_reason == "410 Gone" and not u.success
 
 
@@ -196,7 +236,9 @@ def test_permanent_redirect_moves_the_feed() -> None:
 
 def test_a_200_without_a_feed_is_a_failure_that_drops_its_validators() -> None:
     st = state(etag='"good"', last_modified="before")
-    u = plan_update(FEED, st, ok(etag='"challenge"'), now=NOW, problem="not a feed: looks like HTML")
+    u = plan_update(
+        FEED, st, ok(etag='"challenge"'), now=NOW, problem="not a feed: looks like HTML"
+    )
     assert not u.success and u.error == "not a feed: looks like HTML"
     assert u.etag == '"good"' and u.last_modified == "before"
 

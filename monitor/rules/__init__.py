@@ -1,0 +1,24 @@
+"""The watch-rule language: parse queries, compile rules once, match items with evidence.
+
+``parse_query`` (syntax.py) turns a query into an AST or raises ``RuleSyntaxError`` with a
+position; ``compile_rules`` (engine.py) compiles every rule and raises ``RuleErrors`` listing
+each broken one; ``RuleSet.match`` returns a ``Match`` per matching rule. ``tokenize`` and
+``fold`` (text.py) are the one text normaliser that rules and items share.
+"""
+
+from monitor.rules.engine import RuleError, RuleErrors, RuleSet, compile_rules
+from monitor.rules.syntax import RuleSyntaxError, parse_query, to_query
+from monitor.rules.text import Token, fold, tokenize
+
+__all__ = [
+    "RuleError",
+    "RuleErrors",
+    "RuleSet",
+    "RuleSyntaxError",
+    "Token",
+    "compile_rules",
+    "fold",
+    "parse_query",
+    "to_query",
+    "tokenize",
+]
