@@ -383,13 +383,12 @@ async def test_guard_refuses_loopback_without_connecting(
 @pytest.mark.parametrize(
     ("address", "why"), [("169.254.169.254", "link-local"), ("10.0.0.1", "private")]
 )
-async def test_guard_refuses_unroutable_literals_instantly(address: str, why: str) -> None:
-    started = time.monotonic()
-    result = await fetch_with(policy(allow_private_networks=False), f"http://{address}/latest")
-    assert result.error == f"refused address {address} ({why}) for host {address}"
-    # A connect attempt to these addresses would hang or fail after far longer than this.
-    assert time.monotonic() - started < 0.5
-    assert result.elapsed == 0.0
+def test_guard_refuses_unroutable_literals(address: str, why: str) -> None:
+    # Judged by the guard alone: a fetch would send packets to a non-loopback address if the
+    # guard ever regressed, and tests target 127.0.0.1 and ::1 only. The loopback tests above
+    # prove that fetch() consults this check before connecting.
+    refusal = AddressGuard().literal_refusal(address)
+    assert refusal == f"refused address {address} ({why}) for host {address}"
 
 
 async def test_allowed_network_passes_but_a_redirect_out_of_it_is_refused(
