@@ -1,0 +1,696 @@
+"""The configuration: YAML files in, validated `Settings` out, every error with file:line:column.
+
+``load_config(path)`` reads the main file and every file its ``rule_files`` globs match, replaces
+``${VAR}`` from the environment, validates the shape (pydantic, unknown keys rejected at every
+level), checks the references between sections (rule -> channel, rule -> feed, unique names) and
+compiles every rule query with ``monitor.rules``. It either returns a `Settings` or raises one
+`ConfigError` that lists every problem found, not only the first.
+
+Paths written in the config are relative to the directory that holds the config file, never to
+the working directory: the daemon runs from anywhere under systemd, and a config must mean the
+same thing wherever it is started from. That covers ``rule_files`` globs and relative SQLite
+paths (``sqlite:///../var/newsmon.db`` next to ``config/newsmon.yaml`` is ``var/newsmon.db``).
+
+Durations are ``90s``, ``5m``, ``24h``, ``7d`` or combinations (``1h30m``); a bare number is
+seconds. Sizes are ``512KB``, ``15MB``, ``1GiB``; KB/MB/GB/TB are powers of 1000 and
+KiB/MiB/GiB/TiB powers of 1024, as their SI and IEC names say; a bare number is bytes.
+"""
+
+from __future__ import annotations
+
+import glob
+import ipaddress
+import os
+import re
+import zoneinfo
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
+
+from monitor import __version__, model
+from monitor.configyaml import ConfigProblem, Document, describe, ordered, read_document, validate
+from monitor.rules import RuleErrors, compile_rules
+
+__all__ = [
+    "ChannelSettings",
+    "ConfigError",
+    "ConfigProblem",
+    "FeedSettings",
+    "HttpSettings",
+    "PollingSettings",
+    "RuleSettings",
+    "Settings",
+    "load_config",
+    "load_config_text",
+    "parse_duration",
+    "parse_size",
+    "starter_config",
+    "write_starter",
+]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` lists all that were found, in file order."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+# --- durations and sizes --------------------------------------------------------------------
+
+_DURATION = re.compile(
+    r"(?:(?P<d>\d+(?:\.\d+)?)d)?\s*(?:(?P<h>\d+(?:\.\d+)?)h)?\s*"
+    r"(?:(?P<m>\d+(?:\.\d+)?)m)?\s*(?:(?P<s>\d+(?:\.\d+)?)s)?"
+)
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str | int | float) -> timedelta:
+    """``"90s"``, ``"5m"``, ``"24h"``, ``"7d"``, ``"1h30m"`` -> timedelta; a number is seconds.
+
+    Units go largest first, each at most once; lower case only, so that ``M`` (month?) is never
+    guessed. Raises ValueError with a message fit for the user.
+    """
+    if isinstance(text, bool):  # bool is an int; `interval: yes` is a mistake, not 1 second
+        raise ValueError(f"invalid duration {text!r} (use 90s, 5m, 24h, 7d)")
+    if isinstance(text, int | float):
+        if text < 0:
+            raise ValueError(f"invalid duration {text!r}: negative")
+        return timedelta(seconds=text)
+    if not isinstance(text, str):
+        raise ValueError(f"expected a duration such as 90s, 5m, 24h, 7d, got {describe(text)}")
+    stripped = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", stripped):
+        return timedelta(seconds=float(stripped))
+    match = _DURATION.fullmatch(stripped)
+    if not stripped or match is None or not any(match.groupdict().values()):
+        raise ValueError(f"invalid duration {text!r} (use 90s, 5m, 24h, 7d)")
+    seconds = sum(
+        float(value) * _UNIT_SECONDS[unit] for unit, value in match.groupdict().items() if value
+    )
+    return timedelta(seconds=seconds)
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_size(text: str | int) -> int:
+    """``"15MB"`` -> 15_000_000, ``"512KiB"`` -> 524_288; a bare number is bytes.
+
+    KB, MB, GB, TB are 1000-based and KiB, MiB, GiB, TiB 1024-based; units ignore case.
+    Raises ValueError with a message fit for the user.
+    """
+    if isinstance(text, bool) or not isinstance(text, int | str):
+        raise ValueError(f"expected a size such as 512KB, 15MB, 1GiB, got {describe(text)}")
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError(f"invalid size {text!r}: negative")
+        return text
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"invalid size {text!r} (use 512KB, 15MB, 1GiB)")
+    number, unit = match.groups()
+    try:
+        total = Decimal(number) * _SIZE_UNITS[(unit or "b").lower()]
+    except InvalidOperation as exc:  # pragma: no cover - the pattern admits only decimals
+        raise ValueError(f"invalid size {text!r}") from exc
+    if total != total.to_integral_value():
+        raise ValueError(f"invalid size {text!r}: not a whole number of bytes")
+    return int(total)
+
+
+# --- field types ----------------------------------------------------------------------------
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+def _http_url(value: str) -> str:
+    # The value itself is not echoed: feed URLs may carry access tokens.
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https"):
+        shown = f"'{parts.scheme}'" if parts.scheme else "none"
+        raise ValueError(f"feed url must start with http:// or https:// (scheme: {shown})")
+    if not parts.hostname:
+        raise ValueError("feed url has no host")
+    return value.strip()
+
+
+def _apprise_url(value: str) -> str:
+    if "://" not in value:  # not echoed: channel URLs carry tokens and passwords
+        raise ValueError("channel url must look like scheme://... (an apprise URL or console://)")
+    return value
+
+
+def _network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value.strip()))
+    except ValueError as exc:
+        hint = ""
+        try:
+            hint = f"; did you mean {ipaddress.ip_network(value.strip(), strict=False)}?"
+        except ValueError:
+            pass
+        raise ValueError(
+            f"invalid network {value!r} (use a CIDR such as 10.0.0.0/8){hint}"
+        ) from exc
+
+
+def _timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name such as Asia/Tehran)"
+        ) from exc
+    return value
+
+
+# minute, hour, day of month, month, day of week; names as cron spells them.
+_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_CRON_NAMES: tuple[dict[str, int], ...] = (
+    {},
+    {},
+    {},
+    {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())},
+    {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())},
+)
+_CRON_FIELD = ("minute", "hour", "day of month", "month", "day of week")
+
+
+def _cron(value: str) -> str:
+    fields = value.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected a 5-field cron line like '0 8 * * *', got {len(fields)} fields")
+    for n, text in enumerate(fields):
+        low, high = _CRON_RANGES[n]
+        for part in text.split(","):
+            base, _, step = part.partition("/")
+            if step and not step.isdigit():
+                raise ValueError(f"bad step {part!r} in the {_CRON_FIELD[n]} field")
+            bounds = [] if base == "*" else base.split("-", 1)
+            for bound in bounds:
+                number = _CRON_NAMES[n].get(bound.lower())
+                if number is None and bound.isdigit():
+                    number = int(bound)
+                if number is None or not low <= number <= high:
+                    raise ValueError(
+                        f"{bound!r} is not valid in the {_CRON_FIELD[n]} field ({low}-{high})"
+                    )
+    return value
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError(f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
+    return level
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
+Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+Name = Annotated[str, Field(min_length=1)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+AppriseUrl = Annotated[str, Field(min_length=1), AfterValidator(_apprise_url)]
+Network = Annotated[str, AfterValidator(_network)]
+TimeZone = Annotated[str, AfterValidator(_timezone)]
+Cron = Annotated[str, AfterValidator(_cron)]
+
+
+class _Section(BaseModel):
+    """A mapping of the config: unknown keys rejected, immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        # `channels:` with every entry commented out is None in YAML; the author meant "none",
+        # not a type error. Keys without a default stay, so a bare `url:` is still reported.
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            k: v
+            for k, v in data.items()
+            if v is not None
+            or k not in fields
+            or fields[k].is_required()
+            or fields[k].default is None
+        }
+
+
+# --- the settings ---------------------------------------------------------------------------
+
+
+class HttpSettings(_Section):
+    """`http:`: the limits of every request (see model.HttpPolicy)."""
+
+    user_agent: str = f"newsmon/{__version__} (+https://example.org/contact)"
+    timeout: Duration = timedelta(seconds=30)
+    max_body: Size = 15 * 10**6
+    concurrency: int = Field(default=100, gt=0)
+    per_host: int = Field(default=2, gt=0)
+    allow_private_networks: bool = False
+    allow_networks: list[Network] = []  # CIDRs reachable even when private networks are not
+
+
+class PollingSettings(_Section):
+    """`polling:`: defaults for every feed."""
+
+    interval: Duration = timedelta(minutes=10)
+    backlog_window: Duration = timedelta(hours=24)
+
+
+class FeedSettings(_Section):
+    """One entry of `feeds:`."""
+
+    name: Name
+    url: HttpUrl
+    interval: Duration | None = None  # None: polling.interval
+    full_text: bool = False
+    tags: list[Name] = []
+    enabled: bool = True
+
+
+class ChannelSettings(_Section):
+    """One entry of `channels:`. digest, timezone and max_per_hour are validated, not yet used."""
+
+    # One URL or a list; held as a list (a union would report a bad value once per branch).
+    url: Annotated[
+        list[AppriseUrl],
+        BeforeValidator(
+            lambda v: [v] if isinstance(v, str) else v, json_schema_input_type=str | list[str]
+        ),
+        Field(min_length=1),
+    ]
+    digest: Cron | None = None
+    timezone: TimeZone | None = None
+    max_per_hour: int | None = Field(default=None, gt=0)
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(self.url)
+
+
+class RuleSettings(_Section):
+    """One entry of `rules:` (in the main file or a rule file)."""
+
+    name: Name
+    query: Name
+    channels: list[Name] = []  # empty: every channel
+    feeds: list[Name] = []  # feed names or tag:x; empty: every feed
+    enabled: bool = True
+    priority: Literal["low", "normal", "high"] = "normal"
+    _origin: str | None = PrivateAttr(default=None)  # "file:line", set by the loader
+
+    def value(self) -> model.Rule:
+        return model.Rule(
+            name=self.name,
+            query=self.query,
+            channels=tuple(self.channels),
+            feeds=tuple(self.feeds),
+            enabled=self.enabled,
+            priority=self.priority,
+            origin=self._origin,
+        )
+
+
+class _RuleFile(_Section):
+    rules: list[RuleSettings] = []
+
+
+class Settings(_Section):
+    """The whole configuration, validated.
+
+    Built by `load_config` / `load_config_text`, which also check references and compile the
+    rules. `Settings.model_validate(dict)` checks only the shape: fine for tests, not for users.
+    `config_path` is where the file was loaded from (not a key of the file or of the schema).
+    """
+
+    database: str = "sqlite:///var/newsmon.db"
+    http: HttpSettings = HttpSettings()
+    polling: PollingSettings = PollingSettings()
+    aliases: dict[Name, list[Name]] = {}
+    feeds: list[FeedSettings] = []
+    channels: dict[Name, ChannelSettings] = {}
+    rules: list[RuleSettings] = []
+    rule_files: list[Name] = []
+    log_level: Annotated[str, AfterValidator(_log_level)] = "INFO"
+    _config_path: Path = PrivateAttr(default=Path("<string>"))
+    _file_rules: tuple[RuleSettings, ...] = PrivateAttr(default=())
+
+    @property
+    def config_path(self) -> Path:
+        return self._config_path
+
+    @property
+    def all_rules(self) -> tuple[RuleSettings, ...]:
+        """The rules of the main file, then those of the rule files in path order."""
+        return (*self.rules, *self._file_rules)
+
+    def feed_values(self) -> list[model.Feed]:
+        """Every feed (enabled or not), its interval defaulted from polling.interval."""
+        return [
+            model.Feed(
+                name=f.name,
+                url=f.url,
+                interval=f.interval or self.polling.interval,
+                full_text=f.full_text,
+                tags=tuple(f.tags),
+                enabled=f.enabled,
+            )
+            for f in self.feeds
+        ]
+
+    def rule_values(self) -> list[model.Rule]:
+        """Every rule (enabled or not), rule files included; `origin` is "file:line"."""
+        return [rule.value() for rule in self.all_rules]
+
+    def channel_values(self) -> dict[str, model.Channel]:
+        return {name: model.Channel(name, c.urls) for name, c in self.channels.items()}
+
+    def http_policy(self) -> model.HttpPolicy:
+        """The request limits; `http.allow_networks` is not part of it (pass it to the fetcher)."""
+        h = self.http
+        return model.HttpPolicy(
+            user_agent=h.user_agent,
+            timeout=h.timeout.total_seconds(),
+            max_body=h.max_body,
+            concurrency=h.concurrency,
+            per_host=h.per_host,
+            allow_private_networks=h.allow_private_networks,
+        )
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Settings:
+    """Load and check the config at `path`; `env` defaults to os.environ.
+
+    Raises ConfigError listing every problem found, and FileNotFoundError (an OSError) when
+    `path` cannot be read at all.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    return load_config_text(text, name=str(path), env=env, base_dir=path.parent)
+
+
+def load_config_text(
+    text: str,
+    *,
+    name: str = "<string>",
+    env: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Settings:
+    """Like `load_config` for text already read; `name` is the file name shown in problems and
+    `base_dir` (default: the working directory) is what relative paths are relative to."""
+    base = (base_dir or Path.cwd()).absolute()
+    environ = os.environ if env is None else env
+    main = read_document(text, name, environ)
+    problems: list[ConfigProblem] = list(main.problems)
+    data = main.data if main.data is not None else {}
+    if not isinstance(data, dict):
+        problems.append(main.problem((), "the config must be a mapping (database:, feeds:, ...)"))
+        data = {}
+
+    settings = validate(Settings, main, data, problems)
+    rule_docs: list[tuple[Document, list[Any]]] = [(main, _list(data.get("rules")))]
+    file_rules: list[RuleSettings] = []
+    for doc, parsed in _read_rule_files(main, data, base, environ, problems):
+        rule_docs.append(
+            (doc, _list(doc.data.get("rules") if isinstance(doc.data, dict) else None))
+        )
+        if parsed is not None:
+            file_rules.extend(_with_origins(doc, parsed.rules, "rules"))
+    problems.extend(_check_references(main, data, rule_docs))
+    problems.extend(_compile(rule_docs, data.get("aliases")))
+
+    if problems or settings is None:
+        raise ConfigError(ordered(problems, main.name))
+    _with_origins(main, settings.rules, "rules")
+    database = _resolve_sqlite(settings.database, base)
+    if database != settings.database:
+        settings = settings.model_copy(update={"database": database})
+    settings._config_path = Path(name)
+    settings._file_rules = tuple(file_rules)
+    return settings
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _with_origins(doc: Document, rules: Sequence[RuleSettings], key: str) -> list[RuleSettings]:
+    for i, rule in enumerate(rules):
+        line, _ = doc.at((key, i))
+        rule._origin = f"{doc.name}:{line}"
+    return list(rules)
+
+
+def _read_rule_files(
+    main: Document,
+    data: dict[str, Any],
+    base: Path,
+    env: Mapping[str, str],
+    problems: list[ConfigProblem],
+) -> list[tuple[Document, _RuleFile | None]]:
+    """Every file matched by `rule_files`, in path order, each read and shape-checked."""
+    out: list[tuple[Document, _RuleFile | None]] = []
+    seen: set[Path] = set()
+    main_dir = os.path.dirname(main.name) if main.name != "<string>" else ""
+    # `rule_files: ["*.yaml"]` would otherwise read the main file as a rule file.
+    seen.add((base / os.path.basename(main.name)).resolve())
+    for i, pattern in enumerate(_list(data.get("rule_files"))):
+        if not isinstance(pattern, str):
+            continue  # the shape check reports it
+        for found in sorted(glob.glob(os.path.join(base, pattern), recursive=True)):
+            path = Path(found).resolve()
+            if path in seen or not path.is_file():
+                continue
+            seen.add(path)
+            # Named the way the main file was named (config/newsmon.yaml -> config/rules/x.yaml),
+            # so messages read the same whatever the working directory.
+            shown = (
+                found
+                if os.path.isabs(pattern)
+                else os.path.join(main_dir, os.path.relpath(found, base))
+            )
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(main.problem(("rule_files", i), f"rule_files[{i}]: {shown}: {exc}"))
+                continue
+            doc = read_document(text, shown, env)
+            problems.extend(doc.problems)
+            if doc.data is None:
+                out.append((doc, _RuleFile()))
+            elif not isinstance(doc.data, dict):
+                problems.append(doc.problem((), "a rule file must be a mapping with a rules: list"))
+            else:
+                out.append((doc, validate(_RuleFile, doc, doc.data, problems)))
+    return out
+
+
+def _check_references(
+    main: Document, data: dict[str, Any], rule_docs: Sequence[tuple[Document, list[Any]]]
+) -> list[ConfigProblem]:
+    """Unique feed and rule names; rules naming channels and feeds that exist.
+
+    Works on the raw data so that it runs even when the shape check failed elsewhere: the user
+    sees every problem in one `newsmon check`. Values of the wrong shape are skipped here, the
+    shape check has reported them.
+    """
+    problems: list[ConfigProblem] = []
+    feed_names: dict[str, int] = {}
+    tags: set[str] = set()
+    for i, feed in enumerate(_list(data.get("feeds"))):
+        if not isinstance(feed, dict):
+            continue
+        name = feed.get("name")
+        if isinstance(name, str):
+            if name in feed_names:
+                first = main.at(("feeds", feed_names[name], "name"))[0]
+                problems.append(
+                    main.problem(
+                        ("feeds", i, "name"),
+                        f"feeds[{i}].name: duplicate feed name {name!r} (first at line {first})",
+                    )
+                )
+            else:
+                feed_names[name] = i
+        tags.update(t for t in _list(feed.get("tags")) if isinstance(t, str))
+    channels = data.get("channels")
+    channel_names = sorted(channels) if isinstance(channels, dict) else None
+
+    rule_names: dict[str, tuple[Document, int]] = {}
+    for doc, rules in rule_docs:
+        for i, rule in enumerate(rules):
+            if not isinstance(rule, dict):
+                continue
+            name = rule.get("name")
+            if isinstance(name, str):
+                if name in rule_names:
+                    first_doc, first_i = rule_names[name]
+                    line = first_doc.at(("rules", first_i, "name"))[0]
+                    problems.append(
+                        doc.problem(
+                            ("rules", i, "name"),
+                            f"rules[{i}].name: duplicate rule name {name!r} "
+                            f"(first at {first_doc.name}:{line})",
+                        )
+                    )
+                else:
+                    rule_names[name] = (doc, i)
+            refs = [
+                ("channels", ref, _channel_ref(ref, channel_names))
+                for ref in _list(rule.get("channels"))
+            ]
+            refs += [
+                ("feeds", ref, _feed_ref(ref, feed_names, tags)) for ref in _list(rule.get("feeds"))
+            ]
+            seen: dict[str, int] = {}
+            for key, _, message in refs:
+                j = seen[key] = seen.get(key, -1) + 1
+                if message:
+                    path = ("rules", i, key, j)
+                    problems.append(doc.problem(path, f"rules[{i}].{key}[{j}]: {message}"))
+    return problems
+
+
+def _channel_ref(ref: Any, defined: list[str] | None) -> str | None:
+    if not isinstance(ref, str) or defined is None or ref in defined:
+        return None  # a wrong type is the shape check's to report
+    return f"unknown channel {ref!r} (defined: {', '.join(defined) or 'none'})"
+
+
+def _feed_ref(ref: Any, feeds: Mapping[str, int], tags: set[str]) -> str | None:
+    if not isinstance(ref, str):
+        return None
+    if ref.startswith("tag:"):
+        return None if ref[4:] in tags else f"no feed has tag {ref[4:]!r}"
+    return None if ref in feeds else f"unknown feed {ref!r} (a feed name or tag:x)"
+
+
+@dataclass(frozen=True, slots=True)
+class _QueryError:
+    rule: str
+    line: int  # 1-based, within the query
+    column: int  # 1-based, within the query
+    message: str
+
+
+def _query_errors(
+    rules: Sequence[model.Rule], aliases: Mapping[str, Sequence[str]]
+) -> list[_QueryError]:
+    """Compile the rules with monitor.rules; the errors of every broken rule.
+
+    The one place that knows monitor.rules' error types: the rest of this module sees positions
+    within a query and a message.
+    """
+    try:
+        compile_rules(rules, aliases)
+    except RuleErrors as exc:
+        return [
+            _QueryError(e.rule, e.line, e.column, _with_hint(e.message, e.hint)) for e in exc.errors
+        ]
+    return []
+
+
+def _with_hint(message: str, hint: str | None) -> str:
+    return f"{message} ({hint})" if hint else message
+
+
+def _compile(rule_docs: Sequence[tuple[Document, list[Any]]], aliases: Any) -> list[ConfigProblem]:
+    """Compile every rule whose name and query are strings; errors placed inside the query."""
+    usable_aliases = {
+        k: [t for t in v if isinstance(t, str)]
+        for k, v in (aliases.items() if isinstance(aliases, dict) else ())
+        if isinstance(k, str) and isinstance(v, list)
+    }
+    where: dict[str, tuple[Document, int, str]] = {}
+    rules: list[model.Rule] = []
+    for doc, raw in rule_docs:
+        for i, rule in enumerate(raw):
+            if not isinstance(rule, dict):
+                continue
+            name, query = rule.get("name"), rule.get("query")
+            if isinstance(name, str) and isinstance(query, str) and query and name not in where:
+                where[name] = (doc, i, query)
+                rules.append(model.Rule(name=name, query=query))
+    problems = []
+    for error in _query_errors(rules, usable_aliases):
+        doc, i, query = where[error.rule]
+        lines = query.split("\n")
+        offset = sum(len(ln) + 1 for ln in lines[: error.line - 1]) + error.column - 1
+        problems.append(
+            doc.problem(("rules", i, "query"), f"rules[{i}].query: {error.message}", offset=offset)
+        )
+    return problems
+
+
+_SQLITE = re.compile(r"(sqlite(?:\+\w+)?:///)([^?]*)(.*)", re.DOTALL)
+
+
+def _resolve_sqlite(url: str, base: Path) -> str:
+    """Make a relative SQLite path absolute against `base` (the config file's directory)."""
+    match = _SQLITE.fullmatch(url)
+    if match is None:
+        return url
+    prefix, path, query = match.groups()
+    if not path or path == ":memory:" or path.startswith("file:") or os.path.isabs(path):
+        return url
+    return prefix + os.path.normpath(base / path) + query
+
+
+# --- the starter config ---------------------------------------------------------------------
+
+
+def starter_config() -> str:
+    """The text of the starter config that `newsmon init` writes (monitor/starter.yaml)."""
+    return resources.files("monitor").joinpath("starter.yaml").read_text(encoding="utf-8")
+
+
+def write_starter(directory: Path) -> Path:
+    """Write `directory`/newsmon.yaml from the starter (creating `directory`); return its path.
+
+    Never overwrites: raises FileExistsError (with .filename) when the file exists.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / "newsmon.yaml"
+    with target.open(
+        "x", encoding="utf-8"
+    ) as out:  # "x": the existence check and the create are one step
+        out.write(starter_config())
+    return target
