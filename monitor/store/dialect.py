@@ -1,0 +1,149 @@
+"""Every difference between SQLite and PostgreSQL, in one place.
+
+The repository speaks portable SQLAlchemy Core and asks this module whenever the backends
+part ways: which async driver a URL maps to, how an engine is tuned (SQLite pragmas and its
+one-writer transactions), how to insert-or-ignore, how a claim locks its rows, and how
+replicas starting together agree on who migrates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Select, Table, event, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+SQLITE, POSTGRESQL = "sqlite", "postgresql"
+
+_T = TypeVar("_T")
+
+_DRIVERS = {SQLITE: "sqlite+aiosqlite", POSTGRESQL: "postgresql+asyncpg"}
+
+# How long a SQLite connection waits for another process's write lock (a `newsmon alerts` run
+# beside the daemon) before failing. In-process writers never wait on it: they queue on the
+# store's writer lock instead.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# Execution option that makes a SQLite transaction start with BEGIN IMMEDIATE: a writer takes
+# the write lock up front, so a transaction that reads then writes can never fail half-way
+# with SQLITE_BUSY when another process wrote in between.
+WRITE_OPTION = "newsmon_write"
+
+# Key of the PostgreSQL advisory lock held while migrating: an arbitrary constant that every
+# newsmon replica shares ("newsmon" in ASCII, fits in a bigint).
+MIGRATION_LOCK_KEY = 0x6E657773_6D6F6E
+
+
+def async_url(url: str) -> URL:
+    """The URL with its async driver: ``sqlite://`` → aiosqlite, ``postgresql://`` → asyncpg.
+
+    Raises ``ValueError`` for any other backend or driver.
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgres":  # the libpq spelling
+        backend = POSTGRESQL
+    if backend not in _DRIVERS:
+        raise ValueError(f"unsupported database {backend!r}: use sqlite:// or postgresql://")
+    wanted = _DRIVERS[backend]
+    # Plain "sqlite://" and "postgresql://" name no driver: they get the async one.
+    named = "+" in parsed.drivername
+    if named and parsed.get_driver_name() != wanted.split("+")[1]:
+        raise ValueError(f"unsupported driver {parsed.drivername!r}: use {wanted}://")
+    return parsed.set(drivername=wanted)
+
+
+def is_memory(url: URL) -> bool:
+    return url.get_backend_name() == SQLITE and url.database in (None, "", ":memory:")
+
+
+def create_engine(url: URL) -> AsyncEngine:
+    """An engine tuned for its backend; creates a SQLite file's parent directory."""
+    if url.get_backend_name() == POSTGRESQL:
+        # pre_ping: a replica outlives database restarts and failovers without a stale pool.
+        return create_async_engine(url, pool_pre_ping=True)
+
+    kwargs: dict[str, Any] = {}
+    if is_memory(url):
+        # One connection, else every pooled connection would see its own empty database.
+        kwargs["poolclass"] = StaticPool
+    else:
+        assert url.database is not None
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, **kwargs)
+    memory = is_memory(url)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin (see _on_begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not memory:
+            # WAL: readers never block the writer nor it them; NORMAL is durable across crashes
+            # of the process (only an OS crash may lose the last transactions) and much faster.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def insert_ignore(table: Table, conflict: Sequence[str], backend: str) -> Any:
+    """``INSERT … ON CONFLICT (conflict) DO NOTHING`` for `table` on `backend`.
+
+    Returned as the dialect's ``Insert`` so that callers can add ``.returning(...)``: the rows
+    it returns are exactly the rows inserted.
+    """
+    module: Any = postgresql if backend == POSTGRESQL else sqlite
+    return module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+
+
+def for_claim(stmt: Select[Any], backend: str) -> Select[Any]:
+    """Lock the selected rows for the claiming transaction, skipping rows others hold.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so replicas claiming at once split the rows. SQLite
+    has no row locks and needs none: its claims run inside the single writer's transaction.
+    """
+    if backend == POSTGRESQL:
+        return stmt.with_for_update(skip_locked=True)
+    return stmt
+
+
+async def lock_for_migration(conn: AsyncConnection) -> None:
+    """Serialise migrations across processes for the rest of `conn`'s transaction.
+
+    PostgreSQL: a transaction-level advisory lock, released by the commit that ends the
+    migration, so replicas starting together migrate once and the others then find the schema
+    at head. SQLite: the migration runs in a BEGIN IMMEDIATE transaction, which is lock enough.
+    """
+    if conn.dialect.name == POSTGRESQL:
+        await conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+
+
+# Longest IN list sent at once: well below SQLite's 32766 bound parameters, and small enough
+# for PostgreSQL to plan quickly.
+CHUNK = 500
+
+
+def chunks(values: Iterable[_T], size: int = CHUNK) -> Iterator[list[_T]]:
+    """`values` in lists of at most `size`, for IN lists every backend accepts."""
+    batch: list[_T] = []
+    for value in values:
+        batch.append(value)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

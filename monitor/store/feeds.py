@@ -1,0 +1,163 @@
+"""SQL for the feeds table: following the config, claiming due feeds, recording polls.
+
+Functions take an open connection inside the caller's transaction; ``Store`` owns
+transactions and states the contracts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Row, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from monitor import model
+from monitor.store import dialect
+from monitor.store.tables import feeds
+
+
+async def sync(
+    conn: AsyncConnection, backend: str, configured: Sequence[model.Feed], now: datetime
+) -> None:
+    wanted = {feed.name: feed for feed in configured}
+    if len(wanted) != len(configured):
+        raise ValueError("feed names must be unique")
+    stored = {
+        row.name: row
+        for row in await conn.execute(select(feeds.c.name, feeds.c.config_url, feeds.c.configured))
+    }
+    new = [
+        {
+            "name": feed.name,
+            "config_url": feed.url,
+            "url": feed.url,
+            "configured": feed.enabled,
+            "error_count": 0,
+            "polls": 0,
+            "created": now,
+        }
+        for feed in wanted.values()
+        if feed.name not in stored
+    ]
+    if new:
+        # Ignore conflicts: a replica starting at the same time may have inserted them.
+        await conn.execute(dialect.insert_ignore(feeds, ["name"], backend), new)
+    for name, feed in wanted.items():
+        row = stored.get(name)
+        if row is None:
+            continue
+        if row.config_url != feed.url:
+            # What was learnt about the old URL says nothing about the new one.
+            await conn.execute(
+                sa.update(feeds)
+                .where(feeds.c.name == name)
+                .values(
+                    config_url=feed.url,
+                    url=feed.url,
+                    configured=feed.enabled,
+                    etag=None,
+                    last_modified=None,
+                    next_poll=None,
+                    error_count=0,
+                    last_error=None,
+                    disabled_reason=None,
+                )
+            )
+        elif row.configured != feed.enabled:
+            await conn.execute(
+                sa.update(feeds).where(feeds.c.name == name).values(configured=feed.enabled)
+            )
+    gone = [name for name, row in stored.items() if row.configured and name not in wanted]
+    for batch in dialect.chunks(gone):
+        await conn.execute(sa.update(feeds).where(feeds.c.name.in_(batch)).values(configured=False))
+
+
+async def claim(
+    conn: AsyncConnection,
+    backend: str,
+    now: datetime,
+    *,
+    limit: int,
+    lease: timedelta,
+    owner: str,
+    force: bool,
+) -> list[model.FeedState]:
+    conditions: list[Any] = [
+        feeds.c.configured,
+        feeds.c.disabled_reason.is_(None),
+        or_(feeds.c.lease_until.is_(None), feeds.c.lease_until <= now),
+    ]
+    if not force:
+        conditions.append(or_(feeds.c.next_poll.is_(None), feeds.c.next_poll <= now))
+    due = (
+        select(feeds.c.name)
+        .where(*conditions)
+        .order_by(feeds.c.next_poll.asc().nulls_first(), feeds.c.name)
+        .limit(limit)
+    )
+    names = list((await conn.execute(dialect.for_claim(due, backend))).scalars())
+    if not names:
+        return []
+    await conn.execute(
+        sa.update(feeds)
+        .where(feeds.c.name.in_(names))
+        .values(lease_owner=owner, lease_until=now + lease)
+    )
+    rows = await conn.execute(select(feeds).where(feeds.c.name.in_(names)))
+    by_name = {row.name: _state(row) for row in rows}
+    return [by_name[name] for name in names]
+
+
+async def states(conn: AsyncConnection) -> list[model.FeedState]:
+    rows = await conn.execute(select(feeds).where(feeds.c.configured).order_by(feeds.c.name))
+    return [_state(row) for row in rows]
+
+
+async def record_poll(conn: AsyncConnection, u: model.FeedUpdate) -> None:
+    values: dict[str, Any] = {
+        "last_polled": u.polled_at,
+        "next_poll": u.next_poll,
+        "lease_owner": None,
+        "lease_until": None,
+    }
+    if u.success:
+        values |= {
+            "error_count": 0,
+            "last_error": None,
+            "last_success": u.polled_at,
+            "polls": feeds.c.polls + 1,
+            "etag": u.etag,
+            "last_modified": u.last_modified,
+        }
+    else:
+        # Validators are kept: once the server recovers, the next poll may be a cheap 304.
+        values |= {
+            "error_count": feeds.c.error_count + 1,
+            "last_error": u.error or (f"HTTP {u.status}" if u.status else "failed"),
+        }
+    if u.url is not None:
+        values["url"] = u.url
+    if u.disabled_reason is not None:
+        values["disabled_reason"] = u.disabled_reason
+    result = await conn.execute(sa.update(feeds).where(feeds.c.name == u.name).values(values))
+    if result.rowcount != 1:
+        raise LookupError(f"feed {u.name!r} is not stored: sync_feeds() first")
+
+
+def _state(row: Row[*tuple[Any, ...]]) -> model.FeedState:
+    return model.FeedState(
+        name=row.name,
+        url=row.url,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        next_poll=row.next_poll,
+        last_polled=row.last_polled,
+        last_success=row.last_success,
+        error_count=row.error_count,
+        last_error=row.last_error,
+        polls=row.polls,
+        disabled_reason=row.disabled_reason,
+    )

@@ -1,0 +1,290 @@
+"""The repository: every read and write the rest of newsmon makes, as values in and out.
+
+Contract for every method of :class:`Store`:
+
+* Datetimes are tz-aware UTC in and out; a naive datetime raises ``ValueError``.
+* Time is the caller's: every method that records a moment takes ``now`` (or uses
+  ``update.polled_at``); the store never reads the clock.
+* Safe to call concurrently from many tasks of one event loop, and from many processes on
+  PostgreSQL. On SQLite every write transaction goes through one writer (an ``asyncio.Lock``
+  and ``BEGIN IMMEDIATE``), so concurrent tasks queue instead of failing with "database is
+  locked"; several *processes* writing one SQLite file wait on its busy timeout.
+* A method that writes does so in one transaction: it all happens or none of it does.
+* Other database errors (``sqlalchemy.exc.SQLAlchemyError``) escape as they are.
+
+The SQL lives in one module per concern (``feeds``, ``corpus``, ``outbox``, ``reports``);
+this class owns connections, transactions and the SQLite writer lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from monitor import model
+from monitor.store import corpus, dialect, migrations, outbox, reports
+from monitor.store import feeds as _feeds
+from monitor.store.rows import AlertRow, Applied, StoryRow
+from monitor.store.tables import DEAD, SENT, deliveries
+
+
+@asynccontextmanager
+async def _bad_values_raise() -> AsyncIterator[None]:
+    """Surface a value the tables refused (a naive datetime) as the ``ValueError`` it is.
+
+    SQLAlchemy wraps errors raised while binding parameters in ``StatementError``; callers
+    should not have to know that the datetime check lives in a type decorator.
+    """
+    try:
+        yield
+    except sa.exc.StatementError as exc:
+        if isinstance(exc.orig, ValueError):
+            raise exc.orig from exc
+        raise
+
+
+class Store:
+    """newsmon's storage, over SQLite (one node) or PostgreSQL (many replicas).
+
+    Open with :meth:`open` (also an async context manager); never construct directly.
+    """
+
+    dialect: str  # "sqlite" | "postgresql"
+
+    def __init__(self, engine: AsyncEngine, *, serialize_reads: bool) -> None:
+        self._engine = engine
+        self._write_engine = engine.execution_options(**{dialect.WRITE_OPTION: True})
+        self.dialect = engine.dialect.name
+        # SQLite allows one writer per file: queue writers here rather than on its busy lock.
+        self._writer = asyncio.Lock() if self.dialect == dialect.SQLITE else None
+        # An in-memory database is one shared connection: readers must queue too.
+        self._reader = self._writer if serialize_reads else None
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True) -> Self:
+        """Connect to `url` and, with `migrate`, upgrade its schema to the newest revision.
+
+        `url`: ``sqlite:///var/newsmon.db`` (relative to the working directory; the parent
+        directory is created), ``sqlite:////abs/path.db``, ``sqlite:///:memory:`` (one
+        connection, gone on close), ``postgresql://user@host/db``; the ``+aiosqlite`` /
+        ``+asyncpg`` forms are accepted. Raises ``ValueError`` for another backend or driver.
+        Migrating an up-to-date database does nothing. On PostgreSQL the migration holds an
+        advisory lock, so replicas starting together migrate once.
+        """
+        target = dialect.async_url(url)
+        engine = dialect.create_engine(target)
+        store = cls(engine, serialize_reads=dialect.is_memory(target))
+        if migrate:
+            try:
+                await store._migrate()
+            except BaseException:
+                await engine.dispose()
+                raise
+        return store
+
+    async def close(self) -> None:
+        """Close every connection. In-flight calls must have finished."""
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction, committed on normal exit, rolled back on an exception."""
+        if self._writer is None:
+            async with _bad_values_raise(), self._write_engine.begin() as conn:
+                yield conn
+            return
+        async with _bad_values_raise(), self._writer, self._write_engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        if self._reader is None:
+            async with _bad_values_raise(), self._engine.connect() as conn:
+                yield conn
+            return
+        async with _bad_values_raise(), self._reader, self._engine.connect() as conn:
+            yield conn
+
+    async def _migrate(self) -> None:
+        async with self._write() as conn:
+            await dialect.lock_for_migration(conn)
+            await conn.run_sync(migrations.upgrade)
+
+    # --- feeds ---------------------------------------------------------------------------
+
+    async def sync_feeds(self, feeds: Sequence[model.Feed], now: datetime) -> None:
+        """Make the stored feeds follow the configuration.
+
+        A new name is stored as configured and due now. A changed URL replaces the polled URL
+        and clears what belonged to the old one: validators, error count, 410 state, next poll
+        (``polls`` is kept). A name absent from `feeds`, or with ``enabled=False``, stays
+        stored (with its items) but unconfigured: never claimed, not in :meth:`feed_states`.
+        Raises ``ValueError`` when two feeds share a name.
+        """
+        async with self._write() as conn:
+            await _feeds.sync(conn, self.dialect, feeds, now)
+
+    async def claim_due_feeds(
+        self, now: datetime, *, limit: int, lease: timedelta, owner: str, force: bool = False
+    ) -> list[model.FeedState]:
+        """Lease up to `limit` due feeds to `owner` until ``now + lease``, most overdue first.
+
+        Due: configured, not disabled, ``next_poll`` unset or reached (any ``next_poll`` with
+        `force`, for ``poll --once``), and no live lease. A leased feed is not claimed again,
+        by anyone, until :meth:`apply` releases it or the lease expires; on PostgreSQL
+        concurrent claimers skip each other's locked rows.
+        """
+        if limit <= 0:
+            return []
+        async with self._write() as conn:
+            return await _feeds.claim(
+                conn, self.dialect, now, limit=limit, lease=lease, owner=owner, force=force
+            )
+
+    async def feed_states(self) -> list[model.FeedState]:
+        """Every configured feed (disabled ones included), by name."""
+        async with self._read() as conn:
+            return await _feeds.states(conn)
+
+    # --- items -----------------------------------------------------------------------------
+
+    async def known(
+        self, feed: str, guids: Collection[str], urls: Collection[str], hashes: Collection[str]
+    ) -> model.KnownState:
+        """What is already stored of a batch of parsed items, for ``pipeline.decide``.
+
+        ``seen_guids``: those of `guids` that `feed` already stored. ``story_by_url`` and
+        ``story_by_hash``: for each of `urls` (canonical URLs) and `hashes` (content hashes)
+        stored by any feed, the story of the earliest fetched item that has it.
+        """
+        async with self._read() as conn:
+            return await corpus.known(conn, feed, guids, urls, hashes)
+
+    async def apply(self, decision: model.Decision, update: model.FeedUpdate) -> Applied:
+        """Store one poll's outcome in one transaction; safe to repeat.
+
+        Inserts the decision's items (fetched at ``update.polled_at``), matches and alerts,
+        skipping those already stored (same (feed, guid), same (item, rule), same alert key:
+        a replica or an earlier attempt got there first), and one pending delivery, due at
+        ``update.polled_at``, per alert actually inserted. Then records the poll on the feed
+        (success: errors reset, validators replaced, ``polls`` + 1; failure: ``error_count``
+        + 1, validators kept; ``update.url`` and ``update.disabled_reason`` when set) and
+        releases its lease. Matches and alerts refer to items by (feed, guid): one of the
+        decision's items or one stored earlier.
+        Raises ``ValueError`` for a reference to no item or when ``decision.feed !=
+        update.name``, ``LookupError`` for a feed never synced; then nothing is stored.
+        """
+        if decision.feed != update.name:
+            raise ValueError(f"decision for {decision.feed!r}, update for {update.name!r}")
+        async with self._write() as conn:
+            applied = await corpus.store(conn, self.dialect, decision, update.polled_at)
+            await _feeds.record_poll(conn, update)
+        return applied
+
+    async def items_since(self, since: datetime, limit: int = 10000) -> list[model.Item]:
+        """Items fetched at or after `since`, oldest first, at most `limit` of them."""
+        async with self._read() as conn:
+            return await corpus.since(conn, since, limit)
+
+    # --- the outbox ------------------------------------------------------------------------
+
+    async def claim_deliveries(
+        self, now: datetime, *, limit: int, lease: timedelta, owner: str
+    ) -> list[model.Delivery]:
+        """Lease up to `limit` due pending deliveries to `owner` until ``now + lease``.
+
+        Due: pending, ``next_attempt_at <= now``, no live lease; earliest due first. Each
+        comes with its item, the rule's match on it (None if none was stored) and ``also``:
+        one copy per other feed that stored an item of the same story, earliest first (by
+        publication, else fetch time). On PostgreSQL concurrent claimers skip each other's
+        locked rows.
+        """
+        if limit <= 0:
+            return []
+        async with self._write() as conn:
+            return await outbox.claim(
+                conn, self.dialect, now, limit=limit, lease=lease, owner=owner
+            )
+
+    async def mark_sent(self, delivery_id: int, now: datetime) -> None:
+        """The channel accepted it: status 'sent' at `now`, one more attempt, lease released.
+
+        Raises ``LookupError`` for an unknown id.
+        """
+        values = {
+            "status": SENT,
+            "sent_at": now,
+            "attempts": deliveries.c.attempts + 1,
+            "lease_owner": None,
+            "lease_until": None,
+        }
+        async with self._write() as conn:
+            await outbox.settle(conn, delivery_id, values)
+
+    async def mark_failed(
+        self, delivery_id: int, now: datetime, error: str, retry_at: datetime | None
+    ) -> None:
+        """An attempt failed with `error`: retry at `retry_at`, or give up ('dead') when None.
+
+        Either way one more attempt is counted and the lease released. `now` is the time of
+        the failure (nothing stores it yet). Raises ``LookupError`` for an unknown id.
+        """
+        values: dict[str, Any] = {
+            "attempts": deliveries.c.attempts + 1,
+            "last_error": error,
+            "lease_owner": None,
+            "lease_until": None,
+        }
+        if retry_at is None:
+            values["status"] = DEAD
+        else:
+            values["next_attempt_at"] = retry_at
+        async with self._write() as conn:
+            await outbox.settle(conn, delivery_id, values)
+
+    async def retry_dead(self, delivery_id: int | None, now: datetime) -> int:
+        """Put a dead delivery (None: every dead one) back in the outbox, due at `now`.
+
+        Its attempts restart from 0 so that the sender's retry budget applies afresh; its
+        last error is kept. Returns how many were revived (0 for an id that is not dead).
+        """
+        async with self._write() as conn:
+            return await outbox.revive(conn, delivery_id, now)
+
+    async def outbox_depth(self) -> int:
+        """Pending deliveries, due or not."""
+        async with self._read() as conn:
+            return await outbox.depth(conn)
+
+    # --- reports ---------------------------------------------------------------------------
+
+    async def alerts(self, limit: int = 50) -> list[AlertRow]:
+        """The newest `limit` alerts with their delivery state, newest first."""
+        async with self._read() as conn:
+            return await reports.alert_log(conn, limit)
+
+    async def stories(self, limit: int = 50) -> list[StoryRow]:
+        """Stories carried by more than one item or that raised an alert, newest first.
+
+        Newest: by the time their first item was fetched.
+        """
+        async with self._read() as conn:
+            return await reports.stories(conn, limit)
+
+    async def counts(self) -> dict[str, int]:
+        """Sizes for metrics: ``feeds`` (configured), ``items``, ``matches``, ``alerts``, and
+        deliveries by status: ``pending``, ``sent``, ``dead``."""
+        async with self._read() as conn:
+            return await reports.counts(conn)
