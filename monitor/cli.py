@@ -83,8 +83,9 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    # apprise and aiohttp are chatty at INFO; their failures still come through as warnings.
-    for name in ("apprise", "aiohttp.access", "apscheduler"):
+    # Libraries chatty at INFO (and urllib3 at DEBUG prints request lines with their query
+    # strings, where tokens live); their failures still come through as warnings.
+    for name in ("apprise", "aiohttp.access", "apscheduler", "alembic", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

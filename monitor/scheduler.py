@@ -195,7 +195,10 @@ class Daemon:
         for state in states:
             task = asyncio.create_task(self.poll_feed(state), name=f"poll:{state.name}")
             self._in_flight[state.name] = task
-            task.add_done_callback(lambda _t, name=state.name: self._in_flight.pop(name, None))
+            task.add_done_callback(functools.partial(self._finished, state.name))
+
+    def _finished(self, name: str, _task: asyncio.Task[PollOutcome]) -> None:
+        self._in_flight.pop(name, None)
 
     async def poll_feed(self, state: FeedState) -> PollOutcome:
         """Fetch, parse, decide and store one feed. Never raises: a failure is logged and stored."""
