@@ -208,7 +208,8 @@ def plan_update(
             last_modified=result.last_modified,
         )
     errors = state.error_count + 1
-    backoff = min(interval * (2 ** min(errors, 10)), MAX_BACKOFF)
+    # The first failure retries after one interval (a blip), then the wait doubles.
+    backoff = min(interval * (2 ** min(errors - 1, 10)), MAX_BACKOFF)
     if result.retry_after is not None:
         backoff = max(backoff, min(result.retry_after, MAX_BACKOFF))
     return FeedUpdate(

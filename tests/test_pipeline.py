@@ -209,7 +209,7 @@ def test_failures_back_off_exponentially_to_a_ceiling_and_keep_validators() -> N
         plan_update(FEED, state(error_count=n, etag='"old"'), failing, now=NOW).next_poll - NOW
         for n in range(12)
     ]
-    assert delays == sorted(delays) and delays[0] == FEED.interval * 2
+    assert delays == sorted(delays) and delays[0] == FEED.interval
     assert delays[-1] == MAX_BACKOFF
     u = plan_update(FEED, st, failing, now=NOW)
     assert not u.success and u.error == "HTTP 500" and u.etag == '"old"' and u.last_modified == "x"
