@@ -46,6 +46,7 @@ _TRACKING_NAMES = frozenset(
     }
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_URL_KEY = 1024
 
 # Below this many words a title-plus-summary is too generic ("Live updates", "Morning briefing")
 # for equal text to mean the same report; such items join stories only by GUID or URL.
@@ -85,7 +86,12 @@ def canonical_url(url: str | None) -> str | None:
         (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k)
     ]
     path = parts.path or "/"
-    return urlunsplit(("https", host, path, urlencode(query, doseq=True), ""))
+    key = urlunsplit(("https", host, path, urlencode(query, doseq=True), ""))
+    # The key is indexed; PostgreSQL refuses b-tree entries over ~2.7 KB. A URL this long is
+    # compared by its digest instead (equal URLs, equal digests).
+    if len(key) > MAX_URL_KEY:
+        return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return key
 
 
 def _words(text: str) -> list[str]:

@@ -377,12 +377,18 @@ def _collect(
     return tuple(kept), duplicates, total - examined
 
 
+# A guid is a key in a unique index; PostgreSQL refuses b-tree entries over ~2.7 KB. Real ids
+# are URLs or UUIDs far below this; a longer one (hostile, or a whole text used as id) is
+# replaced by its digest, which is as stable as the id itself.
+MAX_GUID = 512
+
+
 def _guid(ident: object, url: str | None, title: str, summary: str) -> str:
-    guid = str(ident).strip() if ident else ""
+    guid = (str(ident).strip() if ident else "") or url or ""
+    if len(guid) > MAX_GUID:
+        return "sha256:" + hashlib.sha256(guid.encode()).hexdigest()
     if guid:
         return guid
-    if url:
-        return url
     # Nothing to identify the entry but its words: the same words give the same guid on
     # every poll, so an id-less, link-less item is stored once, not once per poll.
     digest = hashlib.sha1(f"{title}\n{summary}".encode(), usedforsecurity=False).hexdigest()

@@ -805,3 +805,15 @@ def test_feedparser_corpus_parses_and_agrees_with_its_expectations() -> None:
     assert set(report.deliberate) <= set(DELIBERATE)
     assert report.agreed > 600  # the checker checks: a parser that lost its items would fail
     assert elapsed < 45
+
+
+def test_a_huge_guid_becomes_a_stable_digest() -> None:
+    huge = "id-" + "x" * 10_000
+    body = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+        f"<item><guid>{huge}</guid><title>A</title></item></channel></rss>"
+    ).encode()
+    first = parse_feed(body, feed="f", url="https://f.example/feed")
+    again = parse_feed(body, feed="f", url="https://f.example/feed")
+    assert first.items[0].guid.startswith("sha256:") and len(first.items[0].guid) < 100
+    assert first.items[0].guid == again.items[0].guid

@@ -267,3 +267,10 @@ def test_content_hash_ignores_case_punctuation_and_spacing() -> None:
     assert a == dedupe.content_hash("evin prison news", "families wait")
     assert a != dedupe.content_hash("Evin prison news", "families left")
     assert dedupe.story_key("f", "g") == dedupe.story_key("f", "g") != dedupe.story_key("f", "h")
+
+
+def test_very_long_urls_become_digests_that_still_compare_equal() -> None:
+    long = "https://x.example/" + "a" * 5000
+    key = dedupe.canonical_url(long + "?utm_source=x")
+    assert key is not None and key.startswith("sha256:") and len(key) < 100
+    assert key == dedupe.canonical_url(long)
