@@ -1,5 +1,9 @@
 """Time `newsmon poll --once` over N local feeds: cold (all new), warm (all 304), 5% changed.
 
+About 1% of items name one of 50 watched names; each rule asks for one such name with context
+words, so matches and alerts are as rare as in real monitoring and delivery (to a local sink)
+does not dominate the figures.
+
     .venv/bin/python bench/poll_once.py --feeds 300 --items 50 --rules 20
 
 Serves N generated RSS feeds (M items each, realistic headline-and-summary text, ETag support)
@@ -32,11 +36,17 @@ WORDS = (
 ).split()
 
 
+WATCHED = [f"name{i}" for i in range(50)]
+
+
 def feed_body(feed: int, items: int, generation: int, rng: random.Random) -> bytes:
     now = datetime.now(UTC)
     parts = []
     for i in range(items):
         title = " ".join(rng.choice(WORDS) for _ in range(9)).capitalize()
+        # Watched names are rare, as in real news: about 1 item in 100 names one of them.
+        if rng.random() < 0.01:
+            title += f" {rng.choice(WATCHED)}"
         summary = " ".join(rng.choice(WORDS) for _ in range(40))
         date = format_datetime(now - timedelta(minutes=i))
         guid = f"f{feed}-g{generation}-i{i}"
@@ -120,9 +130,10 @@ async def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "bench.yaml"
+        # Each rule: a watched name with context words, like "@EVIN AND prison*".
         rules = "".join(
-            f"  - name: r{i}\n    query: '{WORDS[i % len(WORDS)]} AND "
-            f"{WORDS[(i * 7 + 3) % len(WORDS)]}*'\n"
+            f"  - name: r{i}\n    query: '{WATCHED[i % len(WATCHED)]} AND "
+            f"({WORDS[i % len(WORDS)]} OR {WORDS[(i * 7 + 3) % len(WORDS)]}*)'\n"
             for i in range(args.rules)
         )
         feed_lines = "".join(
