@@ -9,10 +9,11 @@ replicas starting together agree on who migrates.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Select, Table, event, func, select
+from sqlalchemy import Connection, Select, Table, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -119,6 +120,30 @@ def for_claim(stmt: Select[Any], backend: str) -> Select[Any]:
     if backend == POSTGRESQL:
         return stmt.with_for_update(skip_locked=True)
     return stmt
+
+
+async def take_leases(
+    conn: AsyncConnection,
+    backend: str,
+    due: Select[Any],
+    table: Table,
+    key: str,
+    *,
+    owner: str,
+    until: datetime,
+) -> list[Any]:
+    """Claim the rows `due` selects (it selects `table.c[key]`): lock them, stamp the lease.
+
+    Returns the claimed keys in `due`'s order. Runs inside the caller's transaction, so the
+    rows stay locked (PostgreSQL) or the writer held (SQLite) until the lease is written.
+    """
+    keys = list((await conn.execute(for_claim(due, backend))).scalars())
+    if keys:
+        column = table.c[key]
+        await conn.execute(
+            update(table).where(column.in_(keys)).values(lease_owner=owner, lease_until=until)
+        )
+    return keys
 
 
 async def lock_for_migration(conn: AsyncConnection) -> None:

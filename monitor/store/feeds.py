@@ -98,14 +98,11 @@ async def claim(
         .order_by(feeds.c.next_poll.asc().nulls_first(), feeds.c.name)
         .limit(limit)
     )
-    names = list((await conn.execute(dialect.for_claim(due, backend))).scalars())
+    names = await dialect.take_leases(
+        conn, backend, due, feeds, "name", owner=owner, until=now + lease
+    )
     if not names:
         return []
-    await conn.execute(
-        sa.update(feeds)
-        .where(feeds.c.name.in_(names))
-        .values(lease_owner=owner, lease_until=now + lease)
-    )
     rows = await conn.execute(select(feeds).where(feeds.c.name.in_(names)))
     by_name = {row.name: _state(row) for row in rows}
     return [by_name[name] for name in names]

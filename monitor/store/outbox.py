@@ -41,14 +41,11 @@ async def claim(
         .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
         .limit(limit)
     )
-    ids = list((await conn.execute(dialect.for_claim(due, backend))).scalars())
+    ids = await dialect.take_leases(
+        conn, backend, due, deliveries, "id", owner=owner, until=now + lease
+    )
     if not ids:
         return []
-    await conn.execute(
-        sa.update(deliveries)
-        .where(deliveries.c.id.in_(ids))
-        .values(lease_owner=owner, lease_until=now + lease)
-    )
     detail = (
         select(
             deliveries.c.id.label("delivery_id"),
