@@ -17,7 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monitor import __version__
-from monitor.config import ConfigError, Settings, load_config, parse_duration, write_starter
+from monitor.config import (
+    ConfigError,
+    Settings,
+    load_config,
+    parse_duration,
+    schema_text,
+    write_starter,
+)
 
 DEFAULT_CONFIG = "config/newsmon.yaml"
 log = logging.getLogger("newsmon")
@@ -51,6 +58,8 @@ def _build_parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", parents=[common], help="write a starter config")
     init.add_argument("dir", nargs="?", default="config", help="where to write newsmon.yaml")
     sub.add_parser("check", parents=[common], help="validate config and rules")
+    schema = sub.add_parser("schema", parents=[common], help="print the config's JSON Schema")
+    schema.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead")
     sub.add_parser("run", parents=[common], help="run the daemon until SIGTERM/SIGINT")
     poll = sub.add_parser("poll", parents=[common], help="poll feeds")
     poll.add_argument("--once", action="store_true", required=True, help="poll every feed now")
@@ -111,8 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except FileExistsError as error:
             print(f"{error.filename or error}: exists, not overwritten", file=sys.stderr)
             return 1
-        print(f"wrote {written}; edit it, then: newsmon --config {written} check")
+        print(
+            f"wrote {written} and its JSON Schema beside it; edit it, then: "
+            f"newsmon --config {written} check"
+        )
         return 0
+
+    if args.command == "schema":
+        return _schema(args.output)
 
     settings = _load(config_path)
     if settings is None:
@@ -143,6 +158,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "send-test":
         return asyncio.run(commands.send_test(settings, args.channel))
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def _schema(output: str | None) -> int:
+    text = schema_text()
+    if output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as error:
+        print(f"{output}: cannot write: {error.strerror or error}", file=sys.stderr)
+        return 1
+    print(f"wrote {output}")
+    return 0
 
 
 def _check(settings: Settings, path: str) -> int:

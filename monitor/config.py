@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import glob
 import ipaddress
+import json
 import os
 import re
 import zoneinfo
@@ -39,8 +40,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import GenerateJsonSchema
 
 from monitor import __version__, model
 from monitor.configyaml import ConfigProblem, Document, describe, ordered, read_document, validate
@@ -55,10 +58,12 @@ __all__ = [
     "PollingSettings",
     "RuleSettings",
     "Settings",
+    "json_schema",
     "load_config",
     "load_config_text",
     "parse_duration",
     "parse_size",
+    "schema_text",
     "starter_config",
     "write_starter",
 ]
@@ -230,27 +235,79 @@ def _cron(value: str) -> str:
     return value
 
 
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def _log_level(value: str) -> str:
     level = value.upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    if level not in _LEVELS:
         raise ValueError(f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
     return level
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
-Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+# How the field types read in the JSON Schema (`json_schema()`): the forms a user writes in YAML,
+# not the Python values they become (a timedelta would otherwise show as ISO 8601 "PT30S").
+_NUMBER = r"\d+(\.\d+)?"
+_DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "string",
+            # The lookahead refuses an empty string; units largest first, as parse_duration.
+            "pattern": rf"^\s*(?=\d)({_NUMBER}|({_NUMBER}d)?\s*({_NUMBER}h)?\s*"
+            rf"({_NUMBER}m)?\s*({_NUMBER}s)?)\s*$",
+            "examples": ["90s", "5m", "24h", "7d", "1h30m"],
+        },
+        {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
+    ],
+}
+_SIZE_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "string",
+            "pattern": rf"^\s*{_NUMBER}\s*([KkMmGgTt][Ii]?[Bb]|[Bb])?\s*$",
+            "examples": ["512KB", "15MB", "1GiB"],
+        },
+        {"type": "integer", "exclusiveMinimum": 0, "description": "bytes"},
+    ],
+}
+_APPRISE_URL_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "pattern": "://"}
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    AfterValidator(_positive),
+    WithJsonSchema(_DURATION_SCHEMA),
+]
+Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0), WithJsonSchema(_SIZE_SCHEMA)]
 Name = Annotated[str, Field(min_length=1)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-AppriseUrl = Annotated[str, Field(min_length=1), AfterValidator(_apprise_url)]
-Network = Annotated[str, AfterValidator(_network)]
-TimeZone = Annotated[str, AfterValidator(_timezone)]
-Cron = Annotated[str, AfterValidator(_cron)]
+HttpUrl = Annotated[
+    str,
+    AfterValidator(_http_url),
+    WithJsonSchema({"type": "string", "pattern": r"^\s*[Hh][Tt][Tt][Pp][Ss]?://[^/\s]"}),
+]
+AppriseUrl = Annotated[
+    str, Field(min_length=1), AfterValidator(_apprise_url), WithJsonSchema(_APPRISE_URL_SCHEMA)
+]
+Network = Annotated[
+    str, AfterValidator(_network), WithJsonSchema({"type": "string", "examples": ["10.0.0.0/8"]})
+]
+TimeZone = Annotated[
+    str, AfterValidator(_timezone), WithJsonSchema({"type": "string", "examples": ["UTC"]})
+]
+Cron = Annotated[
+    str,
+    AfterValidator(_cron),
+    WithJsonSchema({"type": "string", "pattern": r"^\s*\S+(\s+\S+){4}\s*$"}),
+]
 
 
 class _Section(BaseModel):
-    """A mapping of the config: unknown keys rejected, immutable once loaded."""
+    """A mapping of the config: unknown keys rejected, immutable once loaded.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    The docstring under a field is its description in the JSON Schema (`json_schema()`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -277,30 +334,45 @@ class HttpSettings(_Section):
     """`http:`: the limits of every request (see model.HttpPolicy)."""
 
     user_agent: str = f"newsmon/{__version__} (+https://example.org/contact)"
+    """Sent with every request: say who you are and how to reach you."""
     timeout: Duration = timedelta(seconds=30)
+    """Deadline of one whole request, redirects included."""
     max_body: Size = 15 * 10**6
+    """Larger bodies are refused, counted after decompression (KB = 1000, KiB = 1024)."""
     concurrency: int = Field(default=100, gt=0)
+    """Requests in flight, all hosts together."""
     per_host: int = Field(default=2, gt=0)
+    """Requests in flight to one host."""
     allow_private_networks: bool = False
-    allow_networks: list[Network] = []  # CIDRs reachable even when private networks are not
+    """Allow private, loopback and link-local addresses (intranet feeds, tests on 127.0.0.1)."""
+    allow_networks: list[Network] = []
+    """CIDRs reachable even when private networks are not."""
 
 
 class PollingSettings(_Section):
     """`polling:`: defaults for every feed."""
 
     interval: Duration = timedelta(minutes=10)
+    """Default time between two polls of a feed."""
     backlog_window: Duration = timedelta(hours=24)
+    """On a feed's first poll, items older than this (or undated) are stored, never alerted."""
 
 
 class FeedSettings(_Section):
     """One entry of `feeds:`."""
 
     name: Name
+    """Unique; shown in alerts as the source."""
     url: HttpUrl
-    interval: Duration | None = None  # None: polling.interval
+    """The RSS, Atom or JSON Feed address (http:// or https://)."""
+    interval: Duration | None = None
+    """Time between polls of this feed; absent: polling.interval."""
     full_text: bool = False
+    """Fetch each item's article page and match its main text too."""
     tags: list[Name] = []
+    """Labels that rules select feeds by (feeds: [tag:x])."""
     enabled: bool = True
+    """false: kept in the config and the store, never polled."""
 
 
 class ChannelSettings(_Section):
@@ -309,14 +381,24 @@ class ChannelSettings(_Section):
     # One URL or a list; held as a list (a union would report a bad value once per branch).
     url: Annotated[
         list[AppriseUrl],
-        BeforeValidator(
-            lambda v: [v] if isinstance(v, str) else v, json_schema_input_type=str | list[str]
-        ),
+        BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
         Field(min_length=1),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    _APPRISE_URL_SCHEMA,
+                    {"type": "array", "items": _APPRISE_URL_SCHEMA, "minItems": 1},
+                ]
+            }
+        ),
     ]
+    """An apprise URL (or console://), or a list of them; ${VAR} keeps secrets out of the file."""
     digest: Cron | None = None
+    """A 5-field cron line ("0 8 * * *") for one digest at those times; absent: instant."""
     timezone: TimeZone | None = None
+    """The IANA time zone of the digest's cron line (Asia/Tehran)."""
     max_per_hour: int | None = Field(default=None, gt=0)
+    """The most alerts this channel sends in one hour."""
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -327,11 +409,17 @@ class RuleSettings(_Section):
     """One entry of `rules:` (in the main file or a rule file)."""
 
     name: Name
+    """Unique across the config and every rule file; shown in alerts."""
     query: Name
-    channels: list[Name] = []  # empty: every channel
-    feeds: list[Name] = []  # feed names or tag:x; empty: every feed
+    """The watch-rule query: words, "phrases", prefix*, AND/OR/NOT, NEAR/n, field:( ), @ALIAS."""
+    channels: list[Name] = []
+    """Channel names to alert; empty: every channel."""
+    feeds: list[Name] = []
+    """Feed names or tag:x to match items from; empty: every feed."""
     enabled: bool = True
+    """false: kept, never matched."""
     priority: Literal["low", "normal", "high"] = "normal"
+    """Stored with each alert this rule raises."""
     _origin: str | None = PrivateAttr(default=None)  # "file:line", set by the loader
 
     def value(self) -> model.Rule:
@@ -359,14 +447,27 @@ class Settings(_Section):
     """
 
     database: str = "sqlite:///var/newsmon.db"
+    """Any SQLAlchemy URL; a relative SQLite path is relative to this file's directory."""
     http: HttpSettings = HttpSettings()
+    """The limits of every request."""
     polling: PollingSettings = PollingSettings()
+    """Defaults for every feed."""
     aliases: dict[Name, list[Name]] = {}
+    """Named word lists; a rule writes @NAME for any of them."""
     feeds: list[FeedSettings] = []
+    """The feeds to poll."""
     channels: dict[Name, ChannelSettings] = {}
+    """Where alerts go, by channel name."""
     rules: list[RuleSettings] = []
+    """Watch rules."""
     rule_files: list[Name] = []
-    log_level: Annotated[str, AfterValidator(_log_level)] = "INFO"
+    """Globs of more rule files (each a mapping with a rules: list), relative to this file."""
+    log_level: Annotated[
+        str,
+        AfterValidator(_log_level),
+        WithJsonSchema({"enum": [*_LEVELS, *(level.lower() for level in _LEVELS)]}),
+    ] = "INFO"
+    """DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)."""
     _config_path: Path = PrivateAttr(default=Path("<string>"))
     _file_rules: tuple[RuleSettings, ...] = PrivateAttr(default=())
 
@@ -674,6 +775,83 @@ def _resolve_sqlite(url: str, base: Path) -> str:
     return prefix + os.path.normpath(base / path) + query
 
 
+# --- the JSON Schema ------------------------------------------------------------------------
+
+SCHEMA_FILE = "newsmon.schema.json"  # beside the config; the YAML's first line points at it
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the main config file, for editors and other tools.
+
+    Derived from `Settings`: the docstring under each field is its description, unknown keys are
+    refused at every level, durations and sizes are the strings (or numbers) a user writes. It
+    checks the shape only; names referring to each other, rule queries and ${VAR} are
+    `load_config`'s to check. config/newsmon.schema.json is this, written by `newsmon schema`.
+    """
+    schema = Settings.model_json_schema(schema_generator=_SchemaGenerator)
+    for section in [schema, *schema.get("$defs", {}).values()]:
+        required = set(section.get("required", ()))
+        for name, field in section.get("properties", {}).items():
+            # pydantic leaves sections ($ref) untitled; editors show the title on hover.
+            field.setdefault("title", name.replace("_", " ").title())
+            if name not in required and _is_container(field):
+                # An empty mapping or list value (`channels:` with every entry commented out)
+                # is YAML null, and the loader takes it for the default (_empty_means_default).
+                section["properties"][name] = _or_null(field)
+    schema.pop("description", None)  # Settings' docstring speaks to programmers
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "newsmon configuration",
+        "description": "The main newsmon config file (newsmon.yaml). Generated by "
+        "`newsmon schema`; `newsmon check` also checks rule queries and references.",
+        **{k: v for k, v in schema.items() if k != "title"},
+    }
+
+
+def schema_text() -> str:
+    """`json_schema()` as the text of newsmon.schema.json (2-space indent, final newline)."""
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+class _SchemaGenerator(GenerateJsonSchema):
+    def encode_default(self, dft: Any) -> Any:
+        return super().encode_default(_as_written(dft))
+
+
+def _as_written(value: Any) -> Any:
+    """A default as a user would write it: durations as "30s", sections as mappings."""
+    if isinstance(value, timedelta):
+        return _format_duration(value)
+    if isinstance(value, BaseModel):
+        return {name: _as_written(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, list | tuple):
+        return [_as_written(v) for v in value]
+    return value
+
+
+def _format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    if seconds != int(seconds):
+        return f"{seconds:g}s"
+    out, rest = "", int(seconds)
+    for unit, size in _UNIT_SECONDS.items():
+        count, rest = divmod(rest, size)
+        if count:
+            out += f"{count}{unit}"
+    return out or "0s"
+
+
+def _is_container(field: dict[str, Any]) -> bool:
+    return "$ref" in field or field.get("type") in ("object", "array")
+
+
+def _or_null(field: dict[str, Any]) -> dict[str, Any]:
+    annotations: dict[str, Any] = {
+        k: field.pop(k) for k in ("title", "description", "default") if k in field
+    }
+    return {"anyOf": [field, {"type": "null"}], **annotations}
+
+
 # --- the starter config ---------------------------------------------------------------------
 
 
@@ -683,7 +861,8 @@ def starter_config() -> str:
 
 
 def write_starter(directory: Path) -> Path:
-    """Write `directory`/newsmon.yaml from the starter (creating `directory`); return its path.
+    """Write `directory`/newsmon.yaml from the starter (creating `directory`) and its JSON
+    Schema beside it (newsmon.schema.json); return the config's path.
 
     Never overwrites: raises FileExistsError (with .filename) when the file exists.
     """
@@ -693,4 +872,7 @@ def write_starter(directory: Path) -> Path:
         "x", encoding="utf-8"
     ) as out:  # "x": the existence check and the create are one step
         out.write(starter_config())
+    # The starter's first line points editors at this file. It is generated, not edited, so an
+    # older copy (from another newsmon version) is replaced.
+    (directory / SCHEMA_FILE).write_text(schema_text(), encoding="utf-8")
     return target

@@ -7,8 +7,9 @@ One poll of one feed is the pipeline of DESIGN.md:
 
 `Daemon` owns the long-lived parts (store, fetcher, parse workers, rules, notifier) on an
 `AsyncExitStack`, so shutdown closes them in reverse order without hand-written sequencing.
-`run()` drives it with APScheduler jobs on the asyncio loop until SIGTERM/SIGINT; SIGHUP
-reloads the configuration (a broken file is reported and the running one stays).
+`run()` drives it with APScheduler jobs on the asyncio loop until SIGTERM/SIGINT. SIGHUP reloads
+the configuration, and so does a change to the config file or to any rule file (`watch_files`
+looks every second); a broken file is reported and the running configuration stays.
 `poll_once()` is `newsmon poll --once`.
 
 This is the only module below the CLI that reads the clock: every other stage is handed `now`.
@@ -19,15 +20,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import glob
 import logging
 import multiprocessing
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TextIO
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -52,6 +55,17 @@ OUTBOX_TICK = timedelta(seconds=5)
 # Time given to in-flight polls and deliveries after SIGTERM before they are cancelled. Under
 # systemd's default TimeoutStopSec (90 s), with margin.
 STOP_GRACE = timedelta(seconds=45)
+# How often the config and rule files are looked at: a stat of a handful of files, and the bound
+# on how long an edit takes to apply.
+WATCH_TICK = timedelta(seconds=1)
+# A change is applied once the files stayed the same this long: an editor's save (write to a
+# temporary file, rename) or copying a directory of rule files takes several steps, and reading
+# half of them would only report problems that are gone a moment later.
+WATCH_SETTLE = timedelta(seconds=0.3)
+
+# Every watched file by path: (inode, size, mtime in ns). The inode catches an editor that saves
+# by renaming a new file into place within one mtime tick.
+Snapshot = dict[str, tuple[int, int, int]]
 
 
 def utcnow() -> datetime:
@@ -94,6 +108,7 @@ class Daemon:
         self._stack = contextlib.AsyncExitStack()
         self._in_flight: dict[str, asyncio.Task[PollOutcome]] = {}
         self._scheduler: AsyncIOScheduler | None = None
+        self._reloading = asyncio.Lock()  # SIGHUP and the file watcher: one reload at a time
         self._configure(settings)
 
     # --- life cycle -------------------------------------------------------------------------
@@ -150,20 +165,28 @@ class Daemon:
 
     async def reload(self, path: str) -> bool:
         """Load the configuration again; on any error keep the running one. True when applied."""
-        try:
-            settings = await asyncio.to_thread(load_config, path)
-            if settings.database != self._settings.database:
-                log.warning("reload: a new database takes a restart; keeping %s", "the old one")
+        async with self._reloading:
+            try:
+                settings = await asyncio.to_thread(load_config, path)
+                if settings.database != self._settings.database:
+                    log.warning("reload: a new database takes a restart; keeping the old one")
+                    return False
+                self._configure(settings)
+            except ConfigError as error:
+                for problem in error.problems:
+                    log.error("reload refused: %s", problem)
                 return False
-            self._configure(settings)
-        except ConfigError as error:
-            for problem in error.problems:
-                log.error("reload refused: %s", problem)
-            return False
-        self._start_delivery()
-        await self.store.sync_feeds(list(self._feeds.values()), self._clock())
-        log.info("reloaded feeds=%d rules=%d", len(self._feeds), len(self._rules.rules))
-        return True
+            except (OSError, UnicodeDecodeError) as error:  # the file is gone or not text
+                log.error("reload refused: %s: %s", path, getattr(error, "strerror", None) or error)
+                return False
+            self._start_delivery()
+            await self.store.sync_feeds(list(self._feeds.values()), self._clock())
+            log.info("reloaded feeds=%d rules=%d", len(self._feeds), len(self._rules.rules))
+            return True
+
+    def watched_files(self, path: str) -> Snapshot:
+        """The config file at `path` and the files its running `rule_files` globs match now."""
+        return snapshot_files(path, self._settings.rule_files)
 
     # --- polling ----------------------------------------------------------------------------
 
@@ -342,6 +365,7 @@ class Daemon:
             **common,
         )
         reloads: set[asyncio.Task[bool]] = set()
+        watcher: asyncio.Task[None] | None = None
         if config_path is not None:
 
             def on_hup() -> None:
@@ -350,6 +374,13 @@ class Daemon:
                 task.add_done_callback(reloads.discard)
 
             loop.add_signal_handler(signal.SIGHUP, on_hup)
+            watcher = asyncio.create_task(
+                watch_files(
+                    functools.partial(self.watched_files, config_path),
+                    functools.partial(self.reload, config_path),
+                ),
+                name="watch-config",
+            )
         self._scheduler = scheduler
         scheduler.start()
         log.info("running owner=%s", self._owner)
@@ -361,6 +392,10 @@ class Daemon:
             self._scheduler = None
             if config_path is not None:
                 loop.remove_signal_handler(signal.SIGHUP)
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             pending = list(self._in_flight.values())
             if pending:
                 _done, late = await asyncio.wait(pending, timeout=STOP_GRACE.total_seconds())
@@ -370,3 +405,58 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.deliver(), timeout=STOP_GRACE.total_seconds())
         log.info("stopped")
+
+
+# --- watching the configuration ---------------------------------------------------------------
+
+
+def snapshot_files(config_path: str, patterns: Sequence[str]) -> Snapshot:
+    """The config file and every file the `rule_files` patterns match, as `load_config` finds
+    them (relative to the config's directory). A missing file is simply absent."""
+    base = Path(config_path).parent.absolute()
+    paths = [config_path]
+    for pattern in patterns:
+        paths += glob.glob(os.path.join(base, pattern), recursive=True)
+    found: Snapshot = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        found[path] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return found
+
+
+async def watch_files(
+    look: Callable[[], Snapshot],
+    changed: Callable[[], Awaitable[object]],
+    *,
+    tick: float = WATCH_TICK.total_seconds(),
+    settle: float = WATCH_SETTLE.total_seconds(),
+) -> None:
+    """Await `changed()` each time `look()` returns something new that then holds for `settle`.
+
+    Polls every `tick` seconds until cancelled; `look` runs in a thread (a recursive glob over a
+    large tree must not stall polls). A change made while `changed()` runs is seen on the next
+    look, never lost: the snapshot compared against is the one taken before it ran. An exception
+    from `changed()` is logged and watching goes on.
+    """
+    seen = await asyncio.to_thread(look)
+    while True:
+        await asyncio.sleep(tick)
+        current = await asyncio.to_thread(look)
+        if current == seen:
+            continue
+        while True:  # wait until the files hold still
+            await asyncio.sleep(settle)
+            again = await asyncio.to_thread(look)
+            if again == current:
+                break
+            current = again
+        if current == seen:  # changed and changed back
+            continue
+        seen = current
+        try:
+            await changed()
+        except Exception:
+            log.exception("reload after a file change failed")
