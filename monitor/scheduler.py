@@ -107,6 +107,7 @@ class Daemon:
         self._stdout = stdout
         self._stack = contextlib.AsyncExitStack()
         self._in_flight: dict[str, asyncio.Task[PollOutcome]] = {}
+        self._background: set[asyncio.Task[None]] = set()  # keeps fire-and-forget tasks alive
         self._scheduler: AsyncIOScheduler | None = None
         self._reloading = asyncio.Lock()  # SIGHUP and the file watcher: one reload at a time
         self._configure(settings)
@@ -171,6 +172,7 @@ class Daemon:
                 if settings.database != self._settings.database:
                     log.warning("reload: a new database takes a restart; keeping the old one")
                     return False
+                http_before = (self._policy, tuple(self._settings.http.allow_networks))
                 self._configure(settings)
             except ConfigError as error:
                 for problem in error.problems:
@@ -179,10 +181,29 @@ class Daemon:
             except (OSError, UnicodeDecodeError) as error:  # the file is gone or not text
                 log.error("reload refused: %s: %s", path, getattr(error, "strerror", None) or error)
                 return False
+            if http_before != (self._policy, tuple(settings.http.allow_networks)):
+                await self._replace_fetcher()
             self._start_delivery()
             await self.store.sync_feeds(list(self._feeds.values()), self._clock())
             log.info("reloaded feeds=%d rules=%d", len(self._feeds), len(self._rules.rules))
             return True
+
+    async def _replace_fetcher(self) -> None:
+        """New `http:` settings: new polls use a new fetcher; polls in flight finish on the old."""
+        old = self._fetcher
+        self._fetcher = await self._stack.enter_async_context(
+            Fetcher(self._policy, allow_networks=self._settings.http.allow_networks)
+        )
+        pending = list(self._in_flight.values())
+
+        async def retire() -> None:
+            if pending:
+                await asyncio.wait(pending)
+            await old.close()
+
+        task = asyncio.create_task(retire(), name="retire-fetcher")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def watched_files(self, path: str) -> Snapshot:
         """The config file at `path` and the files its running `rule_files` globs match now."""

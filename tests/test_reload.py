@@ -215,3 +215,16 @@ async def test_sighup_reloads_even_what_the_watcher_cannot_see(world: World) -> 
     await daemon.wait_for_log("reloaded feeds=1 rules=1", after=mark)
     world.publish(EVIN_2)
     await world.alert_for("Lawyers barred from visiting inmates of Evin prison", count=1)
+
+
+async def test_new_http_settings_take_effect_without_a_restart(world: World) -> None:
+    daemon = world.daemon
+    mark = daemon.mark()
+    text = world.config.read_text()
+    world.config.write_text(
+        text.replace("allow_private_networks: true", "allow_private_networks: false")
+    )
+    await daemon.wait_for_log("reloaded feeds=1", after=mark)
+    # The next poll goes through a fetcher built from the new settings: 127.0.0.1 is refused.
+    line = await daemon.wait_for_log("poll failed feed=wire", after=mark, timeout=15)
+    assert "refused address 127.0.0.1 (loopback)" in line
