@@ -286,19 +286,22 @@ class Daemon:
         if parsed.truncated:
             log.warning("feed truncated feed=%s dropped=%d", feed.name, parsed.truncated)
         keys = lookup_keys(parsed.items)
-        known = await self.store.known(feed.name, keys.guids, keys.urls, keys.hashes)
-        decision = decide(
-            feed,
-            state,
-            parsed.items,
-            known,
-            self._rules,
-            tuple(self._channels),
-            now=now,
-            backlog_window=self._settings.polling.backlog_window,
-        )
-        update = plan_update(feed, state, result, now=now, problem=problem)
-        applied = await self.store.apply(decision, update)
+        # known -> decide -> apply as one exclusive ingest: a copy of this story polled at the
+        # same moment from another feed (or by another replica) waits, then joins our story.
+        async with self.store.ingest() as tx:
+            known = await tx.known(feed.name, keys.guids, keys.urls, keys.hashes)
+            decision = decide(
+                feed,
+                state,
+                parsed.items,
+                known,
+                self._rules,
+                tuple(self._channels),
+                now=now,
+                backlog_window=self._settings.polling.backlog_window,
+            )
+            update = plan_update(feed, state, result, now=now, problem=problem)
+            applied = await tx.apply(decision, update)
         self._log_poll(feed, result, update, new=applied.items, alerts=applied.alerts)
         if applied.alerts:
             self._kick_outbox()

@@ -4,7 +4,7 @@ SQLite (WAL, one writer) on one node; PostgreSQL for many replicas, which share 
 outbox rows through leases. See :mod:`monitor.store.repository` for the contract.
 """
 
-from monitor.store.repository import Store
+from monitor.store.repository import Ingest, Store
 from monitor.store.rows import AlertRow, Applied, StoryRow
 
-__all__ = ["AlertRow", "Applied", "Store", "StoryRow"]
+__all__ = ["AlertRow", "Applied", "Ingest", "Store", "StoryRow"]

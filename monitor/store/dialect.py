@@ -38,6 +38,7 @@ WRITE_OPTION = "newsmon_write"
 # Key of the PostgreSQL advisory lock held while migrating: an arbitrary constant that every
 # newsmon replica shares ("newsmon" in ASCII, fits in a bigint).
 MIGRATION_LOCK_KEY = 0x6E657773_6D6F6E
+INGEST_LOCK_KEY = MIGRATION_LOCK_KEY + 1  # ingest transactions, see lock_for_ingest
 
 
 def async_url(url: str) -> URL:
@@ -155,6 +156,18 @@ async def lock_for_migration(conn: AsyncConnection) -> None:
     """
     if conn.dialect.name == POSTGRESQL:
         await conn.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+
+
+async def lock_for_ingest(conn: AsyncConnection) -> None:
+    """Serialise ingests (known -> decide -> apply) across processes for `conn`'s transaction.
+
+    Two copies of a story polled at once from two feeds (by two tasks, or two replicas) must
+    not both find "no such story yet" and start one each: that would be two alerts. PostgreSQL:
+    a transaction-level advisory lock, held until commit; READ COMMITTED then lets each ingest
+    see every story committed before it. SQLite: the single writer's BEGIN IMMEDIATE is the lock.
+    """
+    if conn.dialect.name == POSTGRESQL:
+        await conn.execute(select(func.pg_advisory_xact_lock(INGEST_LOCK_KEY)))
 
 
 # Longest IN list sent at once: well below SQLite's 32766 bound parameters, and small enough

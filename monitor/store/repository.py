@@ -34,6 +34,34 @@ from monitor.store.rows import AlertRow, Applied, StoryRow
 from monitor.store.tables import DEAD, SENT, deliveries
 
 
+async def _apply(
+    conn: AsyncConnection, backend: str, decision: model.Decision, update: model.FeedUpdate
+) -> Applied:
+    if decision.feed != update.name:
+        raise ValueError(f"decision for {decision.feed!r}, update for {update.name!r}")
+    applied = await corpus.store(conn, backend, decision, update.polled_at)
+    await _feeds.record_poll(conn, update)
+    return applied
+
+
+class Ingest:
+    """The handle of :meth:`Store.ingest`: `known` and `apply` inside its one transaction."""
+
+    def __init__(self, conn: AsyncConnection, backend: str) -> None:
+        self._conn = conn
+        self._backend = backend
+
+    async def known(
+        self, feed: str, guids: Collection[str], urls: Collection[str], hashes: Collection[str]
+    ) -> model.KnownState:
+        """As :meth:`Store.known`, seeing everything committed before this ingest began."""
+        return await corpus.known(self._conn, feed, guids, urls, hashes)
+
+    async def apply(self, decision: model.Decision, update: model.FeedUpdate) -> Applied:
+        """As :meth:`Store.apply`; committed when the ``ingest()`` block ends without error."""
+        return await _apply(self._conn, self._backend, decision, update)
+
+
 @asynccontextmanager
 async def _bad_values_raise() -> AsyncIterator[None]:
     """Surface a value the tables refused (a naive datetime) as the ``ValueError`` it is.
@@ -186,12 +214,22 @@ class Store:
         Raises ``ValueError`` for a reference to no item or when ``decision.feed !=
         update.name``, ``LookupError`` for a feed never synced; then nothing is stored.
         """
-        if decision.feed != update.name:
-            raise ValueError(f"decision for {decision.feed!r}, update for {update.name!r}")
         async with self._write() as conn:
-            applied = await corpus.store(conn, self.dialect, decision, update.polled_at)
-            await _feeds.record_poll(conn, update)
-        return applied
+            return await _apply(conn, self.dialect, decision, update)
+
+    @asynccontextmanager
+    async def ingest(self) -> AsyncIterator[Ingest]:
+        """One poll's read-decide-write as one transaction, exclusive against other ingests.
+
+        Use as ``async with store.ingest() as tx: known = await tx.known(...); decision =
+        decide(...); await tx.apply(decision, update)``. No other ingest, in this process or
+        another replica, runs between `known` and `apply`: two copies of one story polled at
+        the same moment from two feeds join one story and raise one alert. Keep the body
+        short and free of I/O but the handle's: other writers wait for it.
+        """
+        async with self._write() as conn:
+            await dialect.lock_for_ingest(conn)
+            yield Ingest(conn, self.dialect)
 
     async def items_since(self, since: datetime, limit: int = 10000) -> list[model.Item]:
         """Items fetched at or after `since`, oldest first, at most `limit` of them."""
