@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.rules.text import Token, fold, tokenize, words
+from monitor.rules.text import Token, fold, spans, tokenize, words
 
 
 @pytest.mark.parametrize(
@@ -95,3 +97,54 @@ def test_tokens_are_ordered_nonempty_and_refold_to_themselves(text: str) -> None
         prev_start, prev_end = tok.start, tok.end
         # folding is idempotent: a folded word is its own folded form
         assert words(tok.norm) == [tok.norm]
+
+
+def _reference_tokens(text: str) -> list[Token]:
+    """Character by character, no chunks and no memo: what tokenize() must equal."""
+    from monitor.rules.text import _fold_char, _is_word_char
+
+    out: list[Token] = []
+    buf: list[str] = []
+    start = end = 0
+    for i, ch in enumerate(text):
+        folded = _fold_char(ch)
+        if not folded:
+            end = i + 1 if buf else end
+            continue
+        for c in folded:
+            if _is_word_char(c):
+                start = i if not buf else start
+                buf.append(c)
+                end = i + 1
+            elif buf:
+                out.append(Token("".join(buf), start, end))
+                buf = []
+    if buf:
+        out.append(Token("".join(buf), start, end))
+    return out
+
+
+def test_white_space_always_separates_words() -> None:
+    # tokenize() and words() cut text at white space before folding: that must never split or
+    # join a word differently from folding character by character.
+    from monitor.rules.text import _fold_char, _is_word_char
+
+    for cp in range(sys.maxunicode + 1):
+        ch = chr(cp)
+        if ch.isspace():
+            folded = _fold_char(ch)
+            assert folded and not any(_is_word_char(c) for c in folded), hex(cp)
+
+
+@given(
+    st.one_of(
+        st.text(),
+        st.lists(
+            st.sampled_from(["Iran's", "e\u0301", "\u200c", "ﬁ", "0¼", " ", "\n", "x" * 70, "ی"]),
+        ).map("".join),
+    )
+)
+def test_chunked_tokenizer_equals_character_by_character(text: str) -> None:
+    assert tokenize(text) == _reference_tokens(text)
+    assert words(text) == [t.norm for t in _reference_tokens(text)]
+    assert spans(text) == [(t.start, t.end) for t in _reference_tokens(text)]

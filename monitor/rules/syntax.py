@@ -450,7 +450,7 @@ _KEYWORD = re.compile(r"(AND|OR|NOT|O?NEAR(/.*)?|(title|summary|text|url|author|
 
 def _print_word(word: str, prefix: bool) -> str:
     star = "*" if prefix else ""
-    if _PLAIN_WORD.fullmatch(word) and not _KEYWORD.fullmatch(word):
+    if _PLAIN_WORD.fullmatch(word) and not _KEYWORD.fullmatch(word + star):
         return word + star
     return f'"{word}{star}"'  # a one-word phrase: same meaning, safe from the lexer
 
