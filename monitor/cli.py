@@ -70,6 +70,11 @@ def _build_parser() -> argparse.ArgumentParser:
     test.add_argument("--rule", help="only this rule")
     test.add_argument("--since", default="30d", help="stored items this recent (default 30d)")
     test.add_argument("source", nargs="?", help="a feed file or URL instead of the stored corpus")
+    test.add_argument(
+        "--explain",
+        metavar="ITEM",
+        help="the item's GUID or URL: show why it did or did not match each clause of each rule",
+    )
 
     sub.add_parser("feeds", parents=[common], help="feed health")
     alerts = sub.add_parser("alerts", parents=[common], help="alert log with delivery status")
@@ -146,7 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(commands.poll_once(settings))
     if args.command == "rules":
         since = parse_duration(args.since)
-        return asyncio.run(commands.rules_test(settings, args.rule, since, args.source))
+        return asyncio.run(
+            commands.rules_test(settings, args.rule, since, args.source, explain=args.explain)
+        )
     if args.command == "feeds":
         return asyncio.run(commands.feeds(settings))
     if args.command == "alerts":

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor.config import Settings
+from monitor.dedupe import canonical_url
 from monitor.fetch import Fetcher
-from monitor.model import Item, Match
+from monitor.model import Item, Match, Rule
 from monitor.notify import Notifier, mask_url
 from monitor.parse import parse_feed
-from monitor.rules import compile_rules
+from monitor.rules import RuleSet, compile_rules, format_explanation
 from monitor.scheduler import Daemon, utcnow
 from monitor.store import Store
 
@@ -80,7 +81,12 @@ async def _items_from(settings: Settings, source: str) -> list[Item]:
 
 
 async def rules_test(
-    settings: Settings, rule: str | None, since: timedelta, source: str | None
+    settings: Settings,
+    rule: str | None,
+    since: timedelta,
+    source: str | None,
+    *,
+    explain: str | None = None,
 ) -> int:
     rules = [r for r in settings.rule_values() if rule is None or r.name == rule]
     if not rules:
@@ -98,6 +104,8 @@ async def rules_test(
             print(error, file=sys.stderr)
             return 1
     tags = {f.name: f.tags for f in settings.feed_values()}
+    if explain is not None:
+        return _explain(ruleset, rules, items, explain, tags)
     hits: dict[str, int] = {r.name: 0 for r in rules}
     for item in items:
         for match in ruleset.match(item, feed_tags=tags.get(item.feed, ())):
@@ -108,6 +116,29 @@ async def rules_test(
             print(f"    {highlight(match)}")
     summary = ", ".join(f"{name}: {count}" for name, count in hits.items())
     print(f"{len(items)} items tested; matches: {summary}")
+    return 0
+
+
+def _explain(
+    ruleset: RuleSet,
+    rules: Sequence[Rule],
+    items: Sequence[Item],
+    wanted: str,
+    tags: Mapping[str, tuple[str, ...]],
+) -> int:
+    """Print, for the item whose GUID or URL is `wanted`, each rule's clause-by-clause verdict."""
+    key = canonical_url(wanted)
+    found = [i for i in items if wanted in (i.guid, i.url) or (key and canonical_url(i.url) == key)]
+    if not found:
+        print(f"no item with GUID or URL {wanted!r} among the {len(items)} tested", file=sys.stderr)
+        return 1
+    item = found[0]
+    print(f"{item.feed}  {_when(item.published)}  {item.title}")
+    for rule in rules:
+        print()
+        print(
+            format_explanation(ruleset.explain(item, rule.name, feed_tags=tags.get(item.feed, ())))
+        )
     return 0
 
 

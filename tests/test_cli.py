@@ -175,3 +175,27 @@ async def test_state_commands_after_a_real_poll(
 
         stories = await asyncio.to_thread(cli, "stories")
         assert stories.returncode == 0 and "Evin prison visits suspended" in stories.stdout
+
+
+def test_rules_test_explain_shows_each_clause(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feed = tmp_path / "f.xml"
+    feed.write_bytes(RSS)
+    config = write(
+        tmp_path / "c.yaml",
+        "feeds: []\nchannels:\n  console:\n    url: console://\n"
+        "aliases:\n  EVIN: [Evin, اوین]\n"
+        "rules:\n  - name: evin\n    query: '@EVIN AND prison*'\n"
+        "  - name: treaty\n    query: 'treaty AND ratif*'\n",
+    )
+    args = ["--config", str(config), "rules", "test", str(feed), "--explain"]
+    assert main([*args, "https://x.example/1"]) == 0
+    out = capsys.readouterr().out
+    assert "Protest outside Evin Prison" in out
+    assert "rule evin: match" in out and '✓ @EVIN  (title: "Evin")' in out
+    assert "rule treaty: no match" in out and '✗ ratif*  (no word starting with "ratif")' in out
+    assert main([*args, "2"]) == 0  # by GUID
+    assert "Markets" in capsys.readouterr().out
+    assert main([*args, "https://nowhere.example/"]) == 1
+    assert "no item with GUID or URL" in capsys.readouterr().err
