@@ -65,7 +65,7 @@ from yarl import URL
 
 from monitor.model import FetchResult, HttpPolicy
 
-__all__ = ["ACCEPT", "AddressGuard", "AddressRefused", "Fetcher", "GuardedResolver"]
+__all__ = ["ACCEPT", "ACCEPT_PAGE", "AddressGuard", "AddressRefused", "Fetcher", "GuardedResolver"]
 
 # Feed formats first; generic XML next, because many feeds are served as application/xml or
 # text/xml; anything else last, since some servers answer 406 to an Accept without */*.
@@ -73,6 +73,8 @@ ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, "
     "application/xml;q=0.9, */*;q=0.8"
 )
+# Article pages (full text): HTML first; some sites answer a feed-first Accept with their feed.
+ACCEPT_PAGE = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 _CHUNK = 64 * 1024  # body read size: the most the body buffer may be asked to exceed the cap by
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
@@ -260,10 +262,18 @@ class Fetcher:
             await resolver.close()
 
     async def fetch(
-        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        accept: str = ACCEPT,
     ) -> FetchResult:
-        """GET `url`, sending `etag` and `last_modified` back byte for byte as validators."""
-        conditional: dict[str, str] = {}
+        """GET `url`, sending `etag` and `last_modified` back byte for byte as validators.
+
+        `accept`: the Accept header; feeds by default, ``ACCEPT_PAGE`` for article pages.
+        """
+        conditional: dict[str, str] = {} if accept == ACCEPT else {"Accept": accept}
         if etag is not None:
             conditional["If-None-Match"] = etag
         if last_modified is not None:

@@ -104,6 +104,7 @@ class Item:
     published: datetime | None = None  # UTC; None when the feed gives no usable date
     updated: datetime | None = None  # UTC
     text: str = ""  # main text of the article page, when the feed asks for full text
+    text_problem: str | None = None  # why that text is missing or partial ("HTTP 404", ...)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,7 +84,8 @@ def lookup_keys(items: Sequence[Item]) -> Lookup:
     return Lookup(frozenset(i.guid for i in items), frozenset(urls), frozenset(hashes))
 
 
-def _is_baseline(item: Item, first_poll: bool, now: datetime, backlog_window: timedelta) -> bool:
+def is_baseline(item: Item, first_poll: bool, now: datetime, backlog_window: timedelta) -> bool:
+    """Whether `item` is stored without alerting: on a first poll, old, undated or far-future."""
     if not first_poll:
         return False
     published = item.published or item.updated
@@ -140,7 +141,7 @@ def decide(
         if substantial:
             story_by_hash.setdefault(fingerprint, story)
 
-        baseline = _is_baseline(item, first_poll, now, backlog_window)
+        baseline = is_baseline(item, first_poll, now, backlog_window)
         records.append(ItemRecord(item, url, fingerprint, story, baseline, joined))
         if baseline:
             continue

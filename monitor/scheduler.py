@@ -27,8 +27,8 @@ import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -36,11 +36,12 @@ from typing import TextIO
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.config import ConfigError, Settings, load_config
-from monitor.fetch import Fetcher
-from monitor.model import Decision, Feed, FeedState, FeedUpdate, FetchResult
+from monitor.extract import extract_article
+from monitor.fetch import ACCEPT_PAGE, Fetcher
+from monitor.model import Decision, Feed, FeedState, FeedUpdate, FetchResult, Item
 from monitor.notify import DrainReport, Notifier, OutboxWorker
 from monitor.parse import ParsedFeed, parse_feed
-from monitor.pipeline import decide, lookup_keys, plan_update
+from monitor.pipeline import decide, is_baseline, lookup_keys, plan_update
 from monitor.rules import RuleSet, compile_rules
 from monitor.store import Store
 
@@ -88,6 +89,30 @@ class PollOutcome:
     not_modified: bool = False
     error: str | None = None
     elapsed: float = 0.0
+
+
+async def with_article_text(fetcher: Fetcher, item: Item, executor: Executor | None = None) -> Item:
+    """`item` with the main text of its article page, or with `text_problem` saying why not.
+
+    Extraction (tens of milliseconds of CPU) runs in `executor` (the daemon's worker
+    processes), or in a thread when None. Never raises for a page's failure.
+    """
+    if not item.url:
+        return replace(item, text_problem="no link to an article page")
+    result = await fetcher.fetch(item.url, accept=ACCEPT_PAGE)
+    if result.body is None:
+        problem = result.error or f"HTTP {result.status}"
+        log.warning("article fetch failed feed=%s url=%s error=%s", item.feed, item.url, problem)
+        return replace(item, text_problem=problem)
+    job = functools.partial(
+        extract_article, result.body, url=result.final_url, headers=dict(result.headers)
+    )
+    article = await asyncio.get_running_loop().run_in_executor(executor, job)
+    if not article.text:
+        problem = article.problem or "no main text found"
+        log.warning("article text missing feed=%s url=%s problem=%s", item.feed, item.url, problem)
+        return replace(item, text_problem=problem)
+    return replace(item, text=article.text, text_problem=article.problem)
 
 
 class Daemon:
@@ -278,6 +303,9 @@ class Daemon:
             )
 
         parsed = await self._parse(feed, result)
+        items = parsed.items
+        if feed.full_text and items:
+            items = await self._add_article_text(feed, state, items, now)
         # A 200 whose body holds no feed (an HTML challenge page, an empty document) is a failure;
         # a malformed feed that still yields items is used, and its problem logged.
         problem = parsed.problem if not parsed.items else None
@@ -285,7 +313,7 @@ class Daemon:
             log.warning("feed malformed but usable feed=%s problem=%s", feed.name, parsed.problem)
         if parsed.truncated:
             log.warning("feed truncated feed=%s dropped=%d", feed.name, parsed.truncated)
-        keys = lookup_keys(parsed.items)
+        keys = lookup_keys(items)
         # known -> decide -> apply as one exclusive ingest: a copy of this story polled at the
         # same moment from another feed (or by another replica) waits, then joins our story.
         async with self.store.ingest() as tx:
@@ -293,7 +321,7 @@ class Daemon:
             decision = decide(
                 feed,
                 state,
-                parsed.items,
+                items,
                 known,
                 self._rules,
                 tuple(self._channels),
@@ -313,6 +341,30 @@ class Daemon:
             error=update.error,
             elapsed=result.elapsed,
         )
+
+    async def _add_article_text(
+        self, feed: Feed, state: FeedState, items: tuple[Item, ...], now: datetime
+    ) -> tuple[Item, ...]:
+        """Each new, alertable item with the main text of its article page (`full_text` feeds).
+
+        Items already stored keep what they have (their text was extracted when they were
+        new: a re-poll never fetches a page again); baseline items are not worth a request.
+        Pages are fetched concurrently through the same fetcher, so the per-host limit is the
+        only wait, and a page that fails leaves its item with the feed's text, marked.
+        """
+        known = await self.store.known(feed.name, [i.guid for i in items], (), ())
+        window = self._settings.polling.backlog_window
+        first = state.polls == 0
+        wanted = [
+            i
+            for i in items
+            if i.guid not in known.seen_guids and not is_baseline(i, first, now, window)
+        ]
+        done = await asyncio.gather(
+            *(with_article_text(self._fetcher, i, self._executor) for i in wanted)
+        )
+        by_guid = {i.guid: i for i in done}
+        return tuple(by_guid.get(i.guid, i) for i in items)
 
     async def _parse(self, feed: Feed, result: FetchResult) -> ParsedFeed:
         assert result.body is not None

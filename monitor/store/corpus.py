@@ -129,6 +129,7 @@ def to_item(row: Row[*tuple[Any, ...]]) -> model.Item:
         published=row.published,
         updated=row.updated,
         text=row.text,
+        text_problem=row.text_problem,
     )
 
 
@@ -150,6 +151,7 @@ async def _insert_items(
             "published": r.item.published,
             "updated": r.item.updated,
             "text": r.item.text,
+            "text_problem": r.item.text_problem,
             "content_hash": r.content_hash,
             "story": r.story,
             "baseline": r.baseline,

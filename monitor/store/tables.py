@@ -108,6 +108,7 @@ items = Table(
     Column("published", UTCDateTime),
     Column("updated", UTCDateTime),
     Column("text", Text, nullable=False),
+    Column("text_problem", Text),  # why the article text is missing or partial (0002)
     Column("content_hash", String(128), nullable=False),
     Column("story", String(200), nullable=False),
     Column("baseline", Boolean, nullable=False),

@@ -1,0 +1,111 @@
+"""Feeds with `full_text: true`: rules see the article's main text, never its sidebar.
+
+A real in-process Daemon polls a real local HTTP server serving a one-sentence feed and the
+article pages it links to. The news ("Evin prison") is in the ninth paragraph; the page also
+carries unrelated sidebar stories about Taiwan, a related-posts list and comments. A page that
+fails leaves its item with the feed's text, marked, and matching goes on; a re-poll never
+fetches a page again.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+
+from monitor.config import load_config_text
+from monitor.scheduler import Daemon
+from tests.support.feedserver import FeedServer
+
+FILLER = (
+    "The parliament session on Sunday discussed the budget for the coming year, and several "
+    "deputies asked the government for figures on inflation, housing and the price of bread."
+)
+
+
+def page(title: str, news: str) -> bytes:
+    paragraphs = [f"<p>{FILLER} ({n})</p>" for n in range(8)] + [f"<p>{news}</p>"]
+    return f"""<!doctype html><html><head><title>{title}</title></head><body>
+<nav><a href="/">Home</a> <a href="/world">World</a> <a href="/asia">Asia</a></nav>
+<article><h1>{title}</h1>{"".join(paragraphs)}</article>
+<aside><h2>Most read</h2><ul>
+<li><a href="/t1">Taiwan Strait tensions rise as drills continue near the island</a></li>
+<li><a href="/t2">Taiwan election: opposition leads in new poll of voters</a></li></ul></aside>
+<section class="related"><h3>Related Posts</h3><a href="/r">Taiwan chip exports hit record</a>
+</section><section id="comments"><h3>Leave a Reply</h3><p>Taiwan should be next, one
+reader wrote.</p></section><footer>© The Daily Example</footer></body></html>""".encode()
+
+
+def feed(now: datetime, base: str, items: list[tuple[str, str]]) -> bytes:
+    body = "".join(
+        f"<item><guid>{guid}</guid><title>{title}</title><link>{base}/{guid}.html</link>"
+        f"<description>Parliament met on Sunday.</description>"
+        f"<pubDate>{format_datetime(now)}</pubDate></item>"
+        for guid, title in items
+    )
+    return (
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>Daily</title>{body}'
+        "</channel></rss>"
+    ).encode()
+
+
+async def test_rules_match_the_article_text_not_its_sidebar(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    async with FeedServer() as server:
+        base = server.url("/a")
+        server.add(
+            "/a/one.html",
+            page(
+                "Budget session",
+                "Relatives gathered outside Evin prison on Sunday evening asking for news.",
+            ),
+            content_type="text/html; charset=utf-8",
+        )
+        server.add("/a/two.html", b"not here", status=404, content_type="text/html")
+        items = [("one", "Budget session in parliament"), ("two", "Evin prison visits halted")]
+        server.add("/daily.xml", feed(now, base, items))
+        settings = load_config_text(
+            f"""
+database: sqlite:///{tmp_path / "db.sqlite"}
+http: {{allow_private_networks: true}}
+feeds:
+  - name: daily
+    url: {server.url("/daily.xml")}
+    full_text: true
+channels:
+  console: {{url: "console://"}}
+rules:
+  - name: evin-in-text
+    query: 'text:"evin prison"'
+  - name: taiwan
+    query: taiwan
+"""
+        )
+        out = io.StringIO()
+        async with Daemon(settings, stdout=out) as daemon:
+            # Items of the feed's first poll are new (dated now): both are alertable.
+            outcomes = await daemon.poll_once()
+            assert [o.error for o in outcomes] == [None]
+            await daemon.deliver()
+            stored = {i.guid: i for i in await daemon.store.items_since(now.replace(year=2000))}
+            page_hits = server.hits("/a/one.html"), server.hits("/a/two.html")
+
+            # A re-poll with a new ETag parses the feed again but fetches no page.
+            server.add("/daily.xml", feed(now, base, items), etag='"v2"')
+            await daemon.poll_once()
+            assert (server.hits("/a/one.html"), server.hits("/a/two.html")) == page_hits == (1, 1)
+
+    # The article's ninth paragraph reached the rules; the sidebar, related posts and
+    # comments did not, although every one of them says "Taiwan".
+    one, two = stored["one"], stored["two"]
+    assert "Evin prison" in one.text and "Taiwan" not in one.text and one.text_problem is None
+    assert one.summary == "Parliament met on Sunday."  # the feed's own text stays as summary
+    assert two.text == "" and two.text_problem == "HTTP 404 Not Found"
+    alerts = out.getvalue()
+    assert "Budget session in parliament" in alerts  # matched in its article text
+    assert "Evin prison visits halted" in alerts  # its page failed; its title still matched
+    assert "taiwan" not in alerts.lower()
+    # The article's page was asked for as HTML.
+    asked = [r for r in server.requests if r.path == "/a/one.html"]
+    assert asked[0].headers["Accept"].startswith("text/html")
