@@ -1,7 +1,7 @@
 """Exact-duplicate keys: canonical URLs, content fingerprints and story keys.
 
-Pure functions over strings. A later issue adds near-duplicate signatures (MinHash) here;
-what this module promises now:
+Pure functions over strings. Near-duplicate signatures (MinHash, LSH band keys, a compact band
+index) live in `monitor.neardup` and are re-exported at the end of this module. The exact keys:
 
 - `canonical_url` maps the many spellings of one article's address to one key, so the same
   article reached through a newsletter link, a social share or a syndication partner is one
@@ -116,3 +116,40 @@ def story_key(feed: str, guid: str) -> str:
     """The key of a story started by the item (feed, guid): stable across processes and replicas."""
     digest = hashlib.sha256(f"{feed}\x1f{guid}".encode()).hexdigest()
     return "s:" + digest[:24]
+
+
+# Near-duplicate signatures live in monitor.neardup (numpy, MinHash + LSH); re-exported here so
+# callers see one dedupe room.
+from monitor.neardup import (  # noqa: E402
+    BANDS,
+    MIN_WORDS_FOR_NEAR_DUP,
+    NEAR_DUP_THRESHOLD,
+    NUM_PERM,
+    ROWS,
+    SIGNATURE_BYTES,
+    BandIndex,
+    band_keys,
+    repeated_lines,
+    signature,
+    similarity,
+)
+
+__all__ = [
+    "BANDS",
+    "MAX_URL_KEY",
+    "MIN_WORDS_FOR_CONTENT_MATCH",
+    "MIN_WORDS_FOR_NEAR_DUP",
+    "NEAR_DUP_THRESHOLD",
+    "NUM_PERM",
+    "ROWS",
+    "SIGNATURE_BYTES",
+    "BandIndex",
+    "band_keys",
+    "canonical_url",
+    "content_hash",
+    "content_words",
+    "repeated_lines",
+    "signature",
+    "similarity",
+    "story_key",
+]
