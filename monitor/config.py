@@ -358,6 +358,20 @@ class PollingSettings(_Section):
     """On a feed's first poll, items older than this (or undated) are stored, never alerted."""
 
 
+class DedupeSettings(_Section):
+    """`dedupe:`: how copies of a story are recognised (figures in docs/benchmarks.md)."""
+
+    window: Duration = timedelta(days=7)
+    """How far back a new item's near-duplicates are looked for."""
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.3
+    """Estimated Jaccard similarity of 3-word shingles at which two texts are one report."""
+    min_words: Annotated[int, Field(ge=10)] = 40
+    """Texts shorter than this (title and body) join stories only by URL, GUID or exact text."""
+
+    def value(self) -> model.DedupePolicy:
+        return model.DedupePolicy(self.window, self.threshold, self.min_words)
+
+
 class FeedSettings(_Section):
     """One entry of `feeds:`."""
 
@@ -420,6 +434,8 @@ class RuleSettings(_Section):
     """false: kept, never matched."""
     priority: Literal["low", "normal", "high"] = "normal"
     """Stored with each alert this rule raises."""
+    realert_on_update: bool = False
+    """true: an alerted item whose text later changes materially (same GUID) alerts again."""
     _origin: str | None = PrivateAttr(default=None)  # "file:line", set by the loader
 
     def value(self) -> model.Rule:
@@ -431,6 +447,7 @@ class RuleSettings(_Section):
             enabled=self.enabled,
             priority=self.priority,
             origin=self._origin,
+            realert_on_update=self.realert_on_update,
         )
 
 
@@ -452,6 +469,8 @@ class Settings(_Section):
     """The limits of every request."""
     polling: PollingSettings = PollingSettings()
     """Defaults for every feed."""
+    dedupe: DedupeSettings = DedupeSettings()
+    """How copies of a story are recognised across outlets and time."""
     aliases: dict[Name, list[Name]] = {}
     """Named word lists; a rule writes @NAME for any of them."""
     feeds: list[FeedSettings] = []

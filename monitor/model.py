@@ -118,6 +118,7 @@ class Rule:
     enabled: bool = True
     priority: str = "normal"  # "low" | "normal" | "high"
     origin: str | None = None  # "file:line" of the rule in the config, for error messages
+    realert_on_update: bool = False  # a material update of an alerted item alerts again
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,15 @@ class Match:
     snippet: str  # a passage of the item's text around the first hit, plain text
     highlights: tuple[tuple[int, int], ...] = ()  # [start, end) character spans in `snippet`
     fields: tuple[str, ...] = ()  # the item fields that held a hit: "title", "summary", ...
+
+
+@dataclass(frozen=True, slots=True)
+class DedupePolicy:
+    """How copies of a story are recognised (config `dedupe:`); defaults from docs/benchmarks.md."""
+
+    window: timedelta = timedelta(days=7)  # how far back near-duplicates are looked for
+    threshold: float = 0.3  # estimated Jaccard of 3-word shingles at which texts are one report
+    min_words: int = 40  # below this (title + body), only exact keys join stories
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,11 +158,13 @@ class Alert:
     feed: str  # the item that triggered it: (feed, guid)
     guid: str
     priority: str = "normal"
+    revision: str = ""  # set on a follow-up for a material update: one per text version
 
     @property
     def key(self) -> str:
         """The idempotency key; the store keeps it unique."""
-        return f"{self.rule}\x1f{self.story}\x1f{self.channel}"
+        base = f"{self.rule}\x1f{self.story}\x1f{self.channel}"
+        return f"{base}\x1f{self.revision}" if self.revision else base
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,18 +195,39 @@ class Delivery:
 
 # --- what pipeline.decide() returns and the store applies -------------------------------
 
+_NO_STORIES: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class NearCandidate:
+    """A stored item that shares a MinHash band with a new one: maybe the same report."""
+
+    story: str
+    signature: bytes  # its MinHash signature, to confirm the similarity before joining
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What is stored of an item this feed already had, to notice a material update."""
+
+    content_hash: str
+    signature: bytes | None
+    story: str
+
 
 @dataclass(frozen=True, slots=True)
 class KnownState:
     """What the store already holds that bears on a batch of parsed items (read before decide)."""
 
     seen_guids: frozenset[str] = frozenset()  # guids of this feed already stored
-    story_by_url: Mapping[str, str] = field(
-        default_factory=lambda: _EMPTY
-    )  # canonical URL -> story
-    story_by_hash: Mapping[str, str] = field(
-        default_factory=lambda: _EMPTY
-    )  # content hash -> story
+    # canonical URL -> story of the earliest item with it, any feed
+    story_by_url: Mapping[str, str] = field(default_factory=lambda: _NO_STORIES)
+    # content hash -> story of the earliest item with it, any feed
+    story_by_hash: Mapping[str, str] = field(default_factory=lambda: _NO_STORIES)
+    # content hash -> story, this feed only: a re-post under a new GUID, however short
+    own_story_by_hash: Mapping[str, str] = field(default_factory=lambda: _NO_STORIES)
+    near: tuple[NearCandidate, ...] = ()  # items in the dedupe window sharing a band
+    seen: Mapping[str, Seen] = field(default_factory=lambda: MappingProxyType({}))  # by guid
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +240,18 @@ class ItemRecord:
     story: str  # the story it joins (an existing one, or its own new one)
     baseline: bool  # stored but never alerted: first poll, too old or undated
     joined: bool  # True when it joined a story already stored (a copy)
+    signature: bytes | None = None  # MinHash signature; None below the near-dup minimum length
+    bands: tuple[int, ...] = ()  # its LSH band keys, indexed for the dedupe window
+
+
+@dataclass(frozen=True, slots=True)
+class ItemUpdate:
+    """A stored item whose GUID stayed but whose text changed materially: stored anew."""
+
+    item: Item
+    content_hash: str
+    signature: bytes | None
+    bands: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,3 +288,4 @@ class Decision:
     matches: tuple[ItemMatch, ...] = ()
     alerts: tuple[Alert, ...] = ()
     seen: int = 0  # parsed items that were already stored (not re-stored)
+    updates: tuple[ItemUpdate, ...] = ()  # stored items whose text changed materially

@@ -41,7 +41,7 @@ from monitor.fetch import ACCEPT_PAGE, Fetcher
 from monitor.model import Decision, Feed, FeedState, FeedUpdate, FetchResult, Item
 from monitor.notify import DrainReport, Notifier, OutboxWorker
 from monitor.parse import ParsedFeed, parse_feed
-from monitor.pipeline import decide, is_baseline, lookup_keys, plan_update
+from monitor.pipeline import decide, fingerprints, is_baseline, lookup_keys, plan_update
 from monitor.rules import RuleSet, compile_rules
 from monitor.store import Store
 
@@ -53,6 +53,9 @@ POLL_TICK = timedelta(seconds=2)
 # How often the outbox is drained when nothing kicks it (a poll that queued alerts kicks it at
 # once; this catches retries that fall due and rows left by a crashed replica).
 OUTBOX_TICK = timedelta(seconds=5)
+# How often index entries older than the dedupe window are dropped: the window is days long,
+# so an hour's lag is nothing, and each run is one indexed DELETE.
+PRUNE_EVERY = timedelta(hours=1)
 # Time given to in-flight polls and deliveries after SIGTERM before they are cancelled. Under
 # systemd's default TimeoutStopSec (90 s), with margin.
 STOP_GRACE = timedelta(seconds=45)
@@ -146,6 +149,7 @@ class Daemon:
         self._rules: RuleSet = compile_rules(settings.rule_values(), settings.aliases)
         self._channels = settings.channel_values()
         self._policy = settings.http_policy()
+        self._dedupe = settings.dedupe.value()
         # A poll holds its feed's lease for at most this long: the request deadline, parsing and
         # storing, with margin. A replica that dies mid-poll frees the feed when it expires.
         self._lease = timedelta(seconds=self._policy.timeout * 2) + timedelta(minutes=1)
@@ -313,11 +317,23 @@ class Daemon:
             log.warning("feed malformed but usable feed=%s problem=%s", feed.name, parsed.problem)
         if parsed.truncated:
             log.warning("feed truncated feed=%s dropped=%d", feed.name, parsed.truncated)
-        keys = lookup_keys(items)
+        policy = self._dedupe
+        # MinHash signatures cost ~0.5 ms an item: computed in the workers, like parsing.
+        prints = await asyncio.get_running_loop().run_in_executor(
+            self._executor, fingerprints, items, policy
+        )
+        keys = lookup_keys(items, prints)
         # known -> decide -> apply as one exclusive ingest: a copy of this story polled at the
         # same moment from another feed (or by another replica) waits, then joins our story.
         async with self.store.ingest() as tx:
-            known = await tx.known(feed.name, keys.guids, keys.urls, keys.hashes)
+            known = await tx.known(
+                feed.name,
+                keys.guids,
+                keys.urls,
+                keys.hashes,
+                bands=keys.bands,
+                since=now - policy.window,
+            )
             decision = decide(
                 feed,
                 state,
@@ -327,6 +343,8 @@ class Daemon:
                 tuple(self._channels),
                 now=now,
                 backlog_window=self._settings.polling.backlog_window,
+                dedupe_policy=policy,
+                prints=prints,
             )
             update = plan_update(feed, state, result, now=now, problem=problem)
             applied = await tx.apply(decision, update)
@@ -411,6 +429,12 @@ class Daemon:
             log.info("outbox sent=%d retried=%d dead=%d", report.sent, report.retried, report.dead)
         return report
 
+    async def prune(self) -> None:
+        """Drop near-duplicate index entries that left the dedupe window."""
+        dropped = await self.store.prune_bands(self._clock() - self._dedupe.window)
+        if dropped:
+            log.info("pruned dedupe index entries=%d", dropped)
+
     def _kick_outbox(self) -> None:
         if self._scheduler is not None and self._scheduler.running:
             job = self._scheduler.get_job("outbox")
@@ -437,6 +461,14 @@ class Daemon:
             "interval",
             seconds=OUTBOX_TICK.total_seconds(),
             id="outbox",
+            next_run_time=utcnow(),
+            **common,
+        )
+        scheduler.add_job(
+            self.prune,
+            "interval",
+            seconds=PRUNE_EVERY.total_seconds(),
+            id="prune",
             next_run_time=utcnow(),
             **common,
         )

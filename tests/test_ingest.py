@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from monitor.model import Feed, FeedState, FeedUpdate, Item, Rule
-from monitor.pipeline import decide, lookup_keys
+from monitor.model import Decision, DedupePolicy, Feed, FeedState, FeedUpdate, Item, Rule
+from monitor.pipeline import decide, fingerprints, lookup_keys
 from monitor.rules import compile_rules
 from monitor.store import Store
 
@@ -33,7 +33,7 @@ def item(feed: str) -> Item:
 async def ingest(store: Store, feed: Feed) -> None:
     state = FeedState(feed.name, feed.url, None, None, None, None, None, 0, None, polls=1)
     items = [item(feed.name)]
-    keys = lookup_keys(items)
+    keys = lookup_keys(items, fingerprints(items, DedupePolicy()))
     async with store.ingest() as tx:
         known = await tx.known(feed.name, keys.guids, keys.urls, keys.hashes)
         await asyncio.sleep(0.05)  # the other ingest runs here if nothing serialises them
@@ -96,3 +96,96 @@ async def test_an_ingest_that_fails_stores_nothing(store: Store) -> None:
     except RuntimeError:
         pass
     assert (await store.counts())["items"] == 0
+
+
+ARTICLE = (
+    "Iran's parliament on Sunday ratified the comprehensive strategic partnership treaty with "
+    "Russia, state media reported, after a closed session in which deputies approved the "
+    "twenty-year agreement by a large majority. The treaty covers defence cooperation, energy "
+    "projects and transport corridors, and commits both governments to consult on security "
+    "threats. Officials in Moscow welcomed the vote and said the Federation Council would "
+    "take up the document within weeks."
+)
+TREATY = compile_rules([Rule("treaty", "treaty AND ratif*", realert_on_update=True)], {})
+
+
+async def poll(store: Store, feed: Feed, items: list[Item], now: datetime) -> Decision:
+    state = FeedState(feed.name, feed.url, None, None, None, None, None, 0, None, polls=1)
+    policy = DedupePolicy()
+    prints = fingerprints(items, policy)
+    keys = lookup_keys(items, prints)
+    async with store.ingest() as tx:
+        known = await tx.known(
+            feed.name,
+            keys.guids,
+            keys.urls,
+            keys.hashes,
+            bands=keys.bands,
+            since=now - policy.window,
+        )
+        decision = decide(
+            feed,
+            state,
+            items,
+            known,
+            TREATY,
+            ("desk",),
+            now=now,
+            backlog_window=timedelta(hours=24),
+            dedupe_policy=policy,
+            prints=prints,
+        )
+        await tx.apply(decision, FeedUpdate(feed.name, now, now, success=True))
+    return decision
+
+
+async def test_a_rewritten_copy_joins_through_the_band_index_within_the_window(
+    store: Store,
+) -> None:
+    await store.sync_feeds(FEEDS, NOW)
+    wire, paper = FEEDS
+    original = Item("wire", "w1", "https://wire.example/w1", "Iran ratifies treaty", ARTICLE)
+    await poll(store, wire, [original], NOW)
+    copy = Item(
+        "paper",
+        "p1",
+        "https://paper.example/p1",
+        "Tehran lawmakers back pact with Moscow",
+        ARTICLE.replace("Sunday", "Sunday evening") + "\n© Paper 2026. Subscribe now.",
+    )
+    decision = await poll(store, paper, [copy], NOW + timedelta(hours=3))
+    assert decision.items[0].joined
+    counts = await store.counts()
+    assert counts["items"] == 2 and counts["alerts"] == 1  # one story, one alert
+    (story,) = await store.stories()
+    assert story.items == 2 and set(story.feeds) == {"wire", "paper"}
+
+    # Past the window the index no longer holds the original: a copy starts a new story.
+    later = NOW + timedelta(days=8)
+    assert await store.prune_bands(later - timedelta(days=7)) == 16 * 2
+    late = Item("paper", "p2", "https://paper.example/p2", "Treaty ratified, a week on", ARTICLE)
+    assert not (await poll(store, paper, [late], later)).items[0].joined
+
+
+async def test_a_material_update_is_stored_and_alerts_once_per_version(store: Store) -> None:
+    await store.sync_feeds(FEEDS, NOW)
+    wire = FEEDS[0]
+    first = Item("wire", "w1", "https://wire.example/w1", "Parliament debates treaty", ARTICLE)
+    await poll(store, wire, [first], NOW)
+    rewritten = Item(
+        "wire",
+        "w1",
+        "https://wire.example/w1",
+        "Parliament ratifies treaty after all-night session",
+        "The vote came at dawn. "
+        + ARTICLE.replace("twenty-year", "20-year")[:200]
+        + " Deputies ratified it 190 to 30 and the speaker signed it at once.",
+    )
+    decision = await poll(store, wire, [rewritten], NOW + timedelta(hours=1))
+    assert len(decision.updates) == 1
+    again = await poll(store, wire, [rewritten], NOW + timedelta(hours=2))
+    assert again.updates == ()  # the stored text is now the new version
+    counts = await store.counts()
+    assert counts["items"] == 1 and counts["alerts"] == 2  # the first alert and one follow-up
+    (stored,) = await store.items_since(NOW - timedelta(days=1))
+    assert stored.title.startswith("Parliament ratifies treaty")

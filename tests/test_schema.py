@@ -37,6 +37,8 @@ _ASSERTIONS = {
     "minLength",
     "minItems",
     "exclusiveMinimum",
+    "minimum",
+    "maximum",
 }
 _TYPES: dict[str, Any] = {
     "object": dict,
@@ -73,6 +75,10 @@ def check(schema: dict[str, Any], value: Any, root: dict[str, Any], at: str = "$
     if isinstance(value, int | float) and not isinstance(value, bool):
         if "exclusiveMinimum" in schema and not value > schema["exclusiveMinimum"]:
             problems.append(f"{at}: too small")
+        if "minimum" in schema and not value >= schema["minimum"]:
+            problems.append(f"{at}: too small")
+        if "maximum" in schema and not value <= schema["maximum"]:
+            problems.append(f"{at}: too large")
     if isinstance(value, list):
         if len(value) < schema.get("minItems", 0):
             problems.append(f"{at}: too few items")

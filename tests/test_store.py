@@ -467,7 +467,15 @@ async def test_migrated_schema_equals_tables(store_url: str) -> None:
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
     finally:
         await engine.dispose()
-    assert tables == {"alembic_version", "feeds", "items", "matches", "alerts", "deliveries"}
+    assert tables == {
+        "alembic_version",
+        "feeds",
+        "items",
+        "matches",
+        "alerts",
+        "deliveries",
+        "item_bands",
+    }
 
 
 async def test_open_without_migrate_leaves_an_empty_database_empty(store_url: str) -> None:

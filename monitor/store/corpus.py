@@ -12,13 +12,18 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from monitor import model
 from monitor.store import dialect
 from monitor.store.rows import Applied
-from monitor.store.tables import PENDING, alerts, deliveries, items, matches
+from monitor.store.tables import PENDING, alerts, deliveries, item_bands, items, matches
+
+# At most this many near-duplicate candidates are read for one batch. A band shared by more
+# stored items than this is a template (a daily calendar, a recurring column), not a story.
+MAX_NEAR_CANDIDATES = 2000
 
 
 async def known(
@@ -27,18 +32,50 @@ async def known(
     guids: Collection[str],
     urls: Collection[str],
     hashes: Collection[str],
+    *,
+    bands: Collection[int] = (),
+    since: datetime | None = None,
 ) -> model.KnownState:
-    seen: set[str] = set()
+    seen: dict[str, model.Seen] = {}
     for batch in dialect.chunks(set(guids)):
         rows = await conn.execute(
-            select(items.c.guid).where(items.c.feed == feed, items.c.guid.in_(batch))
+            select(items.c.guid, items.c.content_hash, items.c.signature, items.c.story).where(
+                items.c.feed == feed, items.c.guid.in_(batch)
+            )
         )
-        seen.update(rows.scalars())
+        for row in rows:
+            seen[row.guid] = model.Seen(row.content_hash, row.signature, row.story)
     return model.KnownState(
         seen_guids=frozenset(seen),
         story_by_url=await _earliest_story(conn, items.c.canonical_url, urls),
         story_by_hash=await _earliest_story(conn, items.c.content_hash, hashes),
+        own_story_by_hash=await _earliest_story(
+            conn, items.c.content_hash, hashes, items.c.feed == feed
+        ),
+        near=await _near(conn, bands, since),
+        seen=seen,
     )
+
+
+async def _near(
+    conn: AsyncConnection, bands: Collection[int], since: datetime | None
+) -> tuple[model.NearCandidate, ...]:
+    found: dict[int, model.NearCandidate] = {}
+    for batch in dialect.chunks(set(bands)):
+        query = (
+            select(items.c.id, items.c.story, items.c.signature)
+            .select_from(item_bands.join(items, items.c.id == item_bands.c.item_id))
+            .where(item_bands.c.band.in_(batch), items.c.signature.is_not(None))
+            .order_by(item_bands.c.fetched_at.desc())
+            .limit(MAX_NEAR_CANDIDATES)
+        )
+        if since is not None:
+            query = query.where(item_bands.c.fetched_at >= since)
+        for row in await conn.execute(query):
+            found.setdefault(row.id, model.NearCandidate(row.story, row.signature))
+            if len(found) >= MAX_NEAR_CANDIDATES:
+                return tuple(found.values())
+    return tuple(found.values())
 
 
 async def store(
@@ -46,12 +83,16 @@ async def store(
 ) -> Applied:
     """Insert what `decision` holds that is not stored yet; count what was inserted."""
     new_items = await _insert_items(conn, backend, decision.items, now)
+    updated = await _update_items(conn, decision.updates, now)
     refs = {(m.feed, m.guid) for m in decision.matches}
     refs |= {(a.feed, a.guid) for a in decision.alerts}
-    ids = await _item_ids(conn, refs)
+    banded = {(r.item.feed, r.item.guid): r.bands for r in decision.items if r.bands}
+    banded |= {(u.item.feed, u.item.guid): u.bands for u in decision.updates if u.bands}
+    ids = await _item_ids(conn, refs | banded.keys())
     missing = refs - ids.keys()
     if missing:
         raise ValueError(f"matches or alerts refer to items not stored: {sorted(missing)}")
+    await _index_bands(conn, backend, {ids[ref]: keys for ref, keys in banded.items()}, now)
 
     new_matches = 0
     if decision.matches:
@@ -103,7 +144,7 @@ async def store(
                 for row in new_alerts
             ],
         )
-    return Applied(items=new_items, matches=new_matches, alerts=len(new_alerts))
+    return Applied(items=new_items, matches=new_matches, alerts=len(new_alerts), updated=updated)
 
 
 async def since(conn: AsyncConnection, moment: datetime, limit: int) -> list[model.Item]:
@@ -152,6 +193,7 @@ async def _insert_items(
             "updated": r.item.updated,
             "text": r.item.text,
             "text_problem": r.item.text_problem,
+            "signature": r.signature,
             "content_hash": r.content_hash,
             "story": r.story,
             "baseline": r.baseline,
@@ -161,6 +203,54 @@ async def _insert_items(
     ]
     stmt = dialect.insert_ignore(items, ["feed", "guid"], backend)
     return len((await conn.execute(stmt.returning(items.c.id), rows)).all())
+
+
+async def _update_items(
+    conn: AsyncConnection, updates: Sequence[model.ItemUpdate], now: datetime
+) -> int:
+    """Rewrite items whose text changed materially; they keep their story and their id."""
+    for u in updates:
+        await conn.execute(
+            sa.update(items)
+            .where(items.c.feed == u.item.feed, items.c.guid == u.item.guid)
+            .values(
+                url=u.item.url,
+                title=u.item.title,
+                summary=u.item.summary,
+                content=u.item.content,
+                author=u.item.author,
+                published=u.item.published,
+                updated=u.item.updated,
+                text=u.item.text,
+                text_problem=u.item.text_problem,
+                content_hash=u.content_hash,
+                signature=u.signature,
+                fetched_at=now,
+            )
+        )
+    return len(updates)
+
+
+async def _index_bands(
+    conn: AsyncConnection, backend: str, bands: dict[int, tuple[int, ...]], now: datetime
+) -> None:
+    """(Re)index the band keys of these items: the near-duplicate index of the window."""
+    if not bands:
+        return
+    for batch in dialect.chunks(list(bands)):
+        await conn.execute(sa.delete(item_bands).where(item_bands.c.item_id.in_(batch)))
+    rows = [
+        {"item_id": item_id, "band": band, "fetched_at": now}
+        for item_id, keys in bands.items()
+        for band in keys
+    ]
+    await conn.execute(dialect.insert_ignore(item_bands, ["item_id", "band"], backend), rows)
+
+
+async def prune_bands(conn: AsyncConnection, before: datetime) -> int:
+    """Drop band keys indexed before `before`: they left the dedupe window."""
+    result = await conn.execute(sa.delete(item_bands).where(item_bands.c.fetched_at < before))
+    return int(result.rowcount or 0)
 
 
 async def _item_ids(
@@ -182,13 +272,13 @@ async def _item_ids(
 
 
 async def _earliest_story(
-    conn: AsyncConnection, column: Any, values: Collection[str]
+    conn: AsyncConnection, column: Any, values: Collection[str], *where: Any
 ) -> dict[str, str]:
     stories: dict[str, str] = {}
     for batch in dialect.chunks(set(values)):
         rows = await conn.execute(
             select(column.label("value"), items.c.story)
-            .where(column.in_(batch))
+            .where(column.in_(batch), *where)
             .order_by(items.c.fetched_at, items.c.id)
         )
         for row in rows:

@@ -52,10 +52,17 @@ class Ingest:
         self._backend = backend
 
     async def known(
-        self, feed: str, guids: Collection[str], urls: Collection[str], hashes: Collection[str]
+        self,
+        feed: str,
+        guids: Collection[str],
+        urls: Collection[str],
+        hashes: Collection[str],
+        *,
+        bands: Collection[int] = (),
+        since: datetime | None = None,
     ) -> model.KnownState:
         """As :meth:`Store.known`, seeing everything committed before this ingest began."""
-        return await corpus.known(self._conn, feed, guids, urls, hashes)
+        return await corpus.known(self._conn, feed, guids, urls, hashes, bands=bands, since=since)
 
     async def apply(self, decision: model.Decision, update: model.FeedUpdate) -> Applied:
         """As :meth:`Store.apply`; committed when the ``ingest()`` block ends without error."""
@@ -189,16 +196,31 @@ class Store:
     # --- items -----------------------------------------------------------------------------
 
     async def known(
-        self, feed: str, guids: Collection[str], urls: Collection[str], hashes: Collection[str]
+        self,
+        feed: str,
+        guids: Collection[str],
+        urls: Collection[str],
+        hashes: Collection[str],
+        *,
+        bands: Collection[int] = (),
+        since: datetime | None = None,
     ) -> model.KnownState:
         """What is already stored of a batch of parsed items, for ``pipeline.decide``.
 
-        ``seen_guids``: those of `guids` that `feed` already stored. ``story_by_url`` and
-        ``story_by_hash``: for each of `urls` (canonical URLs) and `hashes` (content hashes)
-        stored by any feed, the story of the earliest fetched item that has it.
+        ``seen_guids`` / ``seen``: those of `guids` that `feed` already stored, with their
+        content hash, signature and story. ``story_by_url`` and ``story_by_hash``: for each of
+        `urls` (canonical URLs) and `hashes` (content hashes) stored by any feed, the story of
+        the earliest fetched item that has it; ``own_story_by_hash`` the same within `feed`.
+        ``near``: items whose band keys (indexed at or after `since`) include one of `bands`,
+        at most ``corpus.MAX_NEAR_CANDIDATES`` of them, newest first.
         """
         async with self._read() as conn:
-            return await corpus.known(conn, feed, guids, urls, hashes)
+            return await corpus.known(conn, feed, guids, urls, hashes, bands=bands, since=since)
+
+    async def prune_bands(self, before: datetime) -> int:
+        """Drop near-duplicate band keys indexed before `before`; returns how many."""
+        async with self._write() as conn:
+            return await corpus.prune_bands(conn, before)
 
     async def apply(self, decision: model.Decision, update: model.FeedUpdate) -> Applied:
         """Store one poll's outcome in one transaction; safe to repeat.

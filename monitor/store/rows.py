@@ -13,6 +13,7 @@ class Applied:
     items: int
     matches: int
     alerts: int  # each with one pending delivery
+    updated: int = 0  # stored items rewritten because their text changed materially
 
 
 @dataclass(frozen=True, slots=True)

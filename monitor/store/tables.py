@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -109,6 +111,7 @@ items = Table(
     Column("updated", UTCDateTime),
     Column("text", Text, nullable=False),
     Column("text_problem", Text),  # why the article text is missing or partial (0002)
+    Column("signature", LargeBinary),  # MinHash signature; NULL below the near-dup minimum (0003)
     Column("content_hash", String(128), nullable=False),
     Column("story", String(200), nullable=False),
     Column("baseline", Boolean, nullable=False),
@@ -117,6 +120,18 @@ items = Table(
     Index(None, "canonical_url"),
     Index(None, "content_hash"),
     Index(None, "story"),
+    Index(None, "fetched_at"),
+)
+
+# The near-duplicate index (0003): one row per LSH band of an item's signature. Rows older
+# than the dedupe window are pruned; a lookup joins a batch's bands to find candidate stories.
+item_bands = Table(
+    "item_bands",
+    metadata,
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("band", BigInteger, primary_key=True),
+    Column("fetched_at", UTCDateTime, nullable=False),
+    Index(None, "band"),
     Index(None, "fetched_at"),
 )
 
