@@ -194,10 +194,24 @@ async def stories(settings: Settings, limit: int) -> int:
     async with await Store.open(settings.database) as store:
         rows = await store.stories(limit)
     _table(
-        [(_when(s.first_seen), s.items, ", ".join(s.feeds), s.title) for s in rows],
-        ("first seen", "items", "outlets", "title"),
+        [(_when(s.first_seen), s.items, _carried(s.carried, s.first_seen), s.title) for s in rows],
+        ("first seen", "items", "reported by", "title"),
     )
     return 0
+
+
+def _carried(carried: Sequence[tuple[str, datetime]], first: datetime) -> str:
+    """ "wire, paper +12m, tass +3h": each outlet and how long after the first it came."""
+    parts = []
+    for feed, when in carried:
+        delay = int((when - first).total_seconds() // 60)
+        if delay <= 0:
+            parts.append(feed)
+        elif delay < 120:
+            parts.append(f"{feed} +{delay}m")
+        else:
+            parts.append(f"{feed} +{delay // 60}h")
+    return ", ".join(parts)
 
 
 async def send_test(settings: Settings, channel: str) -> int:

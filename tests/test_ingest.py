@@ -159,6 +159,7 @@ async def test_a_rewritten_copy_joins_through_the_band_index_within_the_window(
     assert counts["items"] == 2 and counts["alerts"] == 1  # one story, one alert
     (story,) = await store.stories()
     assert story.items == 2 and set(story.feeds) == {"wire", "paper"}
+    assert story.carried == (("wire", NOW), ("paper", NOW + timedelta(hours=3)))
 
     # Past the window the index no longer holds the original: a copy starts a new story.
     later = NOW + timedelta(days=8)

@@ -6,6 +6,7 @@ Functions take an open connection; ``Store`` owns transactions and states the co
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, desc, func, or_, select
@@ -57,7 +58,7 @@ async def stories(conn: AsyncConnection, limit: int) -> list[StoryRow]:
     members: dict[str, list[Row[*tuple[Any, ...]]]] = defaultdict(list)
     for batch in dialect.chunks([row.story for row in found]):
         rows = await conn.execute(
-            select(items.c.story, items.c.feed, items.c.title)
+            select(items.c.story, items.c.feed, items.c.title, items.c.fetched_at)
             .where(items.c.story.in_(batch))
             .order_by(items.c.fetched_at, items.c.id)
         )
@@ -70,9 +71,17 @@ async def stories(conn: AsyncConnection, limit: int) -> list[StoryRow]:
             first_seen=row.first_seen,
             items=row.n,
             feeds=tuple(dict.fromkeys(m.feed for m in members[row.story])),
+            carried=tuple(_first_by_feed(members[row.story])),
         )
         for row in found
     ]
+
+
+def _first_by_feed(rows: list[Row[*tuple[Any, ...]]]) -> list[tuple[str, datetime]]:
+    first: dict[str, datetime] = {}
+    for row in rows:  # ordered by fetch time
+        first.setdefault(row.feed, row.fetched_at)
+    return list(first.items())
 
 
 async def counts(conn: AsyncConnection) -> dict[str, int]:

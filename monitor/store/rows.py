@@ -42,3 +42,4 @@ class StoryRow:
     first_seen: datetime  # when its first item was fetched
     items: int
     feeds: tuple[str, ...]  # the feeds that carried it, in the order they did
+    carried: tuple[tuple[str, datetime], ...] = ()  # (feed, when its first copy was fetched)
