@@ -5,19 +5,24 @@
 - signature(): a 4.8 KB seed article (cold: word memo cleared; warm: its words memoised, the
   steady state of a news stream whose vocabulary repeats) and a 60-word feed summary.
 - band_keys(): one signature.
-- Memory of an in-memory index held as numpy arrays (signatures NUM_PERM x uint32 and a
-  BandIndex: BANDS x int64 per item) at 100k and 1M items, from the arrays' nbytes and from
-  tracemalloc's peak while building. Signatures are random (a million real texts would take
-  minutes to hash and change nothing about sizes or search times).
-- A batch of 50 queries against 1M items: candidates via np.searchsorted per band, then every
-  candidate confirmed with similarity().
+- The index as newsmon keeps it: items with signatures and their 16 band keys in a SQLite
+  store (table item_bands), inserted in ingest transactions of 2,000; then the lookup a poll
+  makes, `Store.known(bands=...)` for 50 new items of which 25 are copies of stored ones.
+  Prints insert time per item, lookup time, bytes per item on disk and the process's memory
+  growth (the index lives in the database, not in the process). Signatures are random:
+  hashing a million real texts would take minutes and change no size or search time.
+
+    .venv/bin/python bench/dedupe_cost.py --items 100000 1000000
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import sys
+import tempfile
 import time
-import tracemalloc
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from monitor import neardup  # noqa: E402
+from monitor.model import Decision, Feed, FeedUpdate, Item, ItemRecord  # noqa: E402
+from monitor.store import Store  # noqa: E402
 
 SEED_TEXT = ROOT.parent / "shared" / "seeds" / "000_c95993cb4221ab40.txt"
 
@@ -65,59 +72,92 @@ def timings() -> None:
     print(f"similarity: {per_call(lambda: neardup.similarity(sig, other), 5000):.1f} µs")
 
 
-def build(n: int, rng: np.random.Generator) -> tuple[np.ndarray, neardup.BandIndex, int]:
-    tracemalloc.start()
+# --- the store's band index ----------------------------------------------------------------
+
+
+def records(rng: np.random.Generator, start: int, n: int) -> list[ItemRecord]:
     sigs = rng.integers(0, 2**32, size=(n, neardup.NUM_PERM), dtype=np.uint32)
-    index = neardup.BandIndex()
-    for start in range(0, n, 100_000):  # inserted in batches, as a rebuild from the store would
-        index.add_many(neardup.band_keys_matrix(sigs[start : start + 100_000]))
-    index._merge()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return sigs, index, peak
-
-
-def memory_and_query() -> None:
-    rng = np.random.default_rng(7)
-    for n in (100_000, 1_000_000):
-        t0 = time.perf_counter()
-        sigs, index, peak = build(n, rng)
-        took = time.perf_counter() - t0
-        held = sigs.nbytes + index.nbytes
-        print(
-            f"{n:>9,} items: signatures {sigs.nbytes / n:.0f} B + band index "
-            f"{index.nbytes / n:.0f} B = {held / n:.0f} B per item ({held / 2**20:.0f} MiB); "
-            f"tracemalloc peak while building {peak / n:.0f} B/item; built in {took:.2f} s "
-            f"({took / n * 1e6:.2f} µs/item)"
-        )
-    # 50 queries: 25 near copies of indexed items (8 of 32 values changed: Jaccard ~0.6) and 25
-    # unrelated signatures.
-    queries = rng.integers(0, 2**32, size=(50, neardup.NUM_PERM), dtype=np.uint32)
-    rows = rng.choice(len(sigs), 25, replace=False)
-    queries[:25] = sigs[rows]
-    queries[:25, :8] = rng.integers(0, 2**32, size=(25, 8), dtype=np.uint32)
-    qkeys = neardup.band_keys_matrix(queries)
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        found = index.candidates_many(qkeys)
-        joined = []
-        for q, cands in enumerate(found):
-            qb = queries[q].astype("<u4").tobytes()
-            joined.append(
-                [int(c) for c in cands if neardup.similarity(qb, sigs[c].tobytes()) >= 0.3]
+    bands = neardup.band_keys_matrix(sigs)
+    out = []
+    for i in range(n):
+        guid = f"g{start + i}"
+        item = Item("bench", guid, f"https://bench.example/{guid}", f"Title {guid}", "")
+        out.append(
+            ItemRecord(
+                item,
+                item.url,
+                f"h{start + i}",
+                f"s:{guid}",
+                baseline=True,
+                joined=False,
+                signature=sigs[i].astype("<u4").tobytes(),
+                bands=tuple(int(b) for b in bands[i]),
             )
-        best = min(best, time.perf_counter() - t0)
-    hits = sum(int(rows[q]) in joined[q] for q in range(25))
-    false = sum(len(j) for j in joined[25:])
-    cands = sum(len(f) for f in found[25:])
+        )
+    return out
+
+
+async def index_cost(n: int, batch: int = 2000) -> None:
+    """Insert n items with signatures into a SQLite store, then query batches of 50."""
+    rng = np.random.default_rng(7)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = await Store.open(f"sqlite:///{tmp}/cost.db")
+        now = datetime.now(UTC)
+        feed = Feed("bench", "https://bench.example/feed", timedelta(hours=1))
+        await store.sync_feeds([feed], now)
+        rss_before = _rss_mb()
+        started = time.perf_counter()
+        kept: list[ItemRecord] = []
+        for start in range(0, n, batch):
+            recs = records(rng, start, min(batch, n - start))
+            kept.extend(recs[:25])
+            async with store.ingest() as tx:
+                await tx.apply(
+                    Decision("bench", tuple(recs)), FeedUpdate("bench", now, now, success=True)
+                )
+        insert = (time.perf_counter() - started) / n
+        size = await asyncio.to_thread(_db_size, tmp)
+        # A poll's lookup: 50 new items, 25 of them copies of stored ones (sharing their bands).
+        times = []
+        for q in range(20):
+            copies = kept[q * 25 : q * 25 + 25]
+            probe = records(rng, n + q * 50, 25) + copies
+            bands = {b for r in probe for b in r.bands}
+            t0 = time.perf_counter()
+            known = await store.known(
+                "bench", set(), set(), set(), bands=bands, since=now - timedelta(days=7)
+            )
+            times.append(time.perf_counter() - t0)
+            assert len(known.near) >= len(copies), "a stored copy was not found"
+        await store.close()
+    times.sort()
     print(
-        f"query 50 against {len(sigs):,}: {best * 1e3:.2f} ms ({best / 50 * 1e6:.0f} µs/query), "
-        f"candidates + confirmation; copies found {hits}/25; unrelated: {cands} candidates, "
-        f"{false} confirmed"
+        f"{n:>9,} items: insert {insert * 1e6:4.0f} µs/item (item, signature, 16 band rows); "
+        f"lookup for 50: p50 {times[len(times) // 2] * 1e3:.1f} ms, max {times[-1] * 1e3:.1f} ms; "
+        f"{size / n:.0f} B/item on disk; process memory +{_rss_mb() - rss_before:.0f} MB"
     )
 
 
-if __name__ == "__main__":
+def _db_size(tmp: str) -> int:
+    return sum(p.stat().st_size for p in Path(tmp).glob("cost.db*"))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--items", type=int, nargs="*", default=[100_000])
+    args = parser.parse_args()
     timings()
-    memory_and_query()
+    for n in args.items:
+        asyncio.run(index_cost(n))
+
+
+if __name__ == "__main__":
+    main()

@@ -14,15 +14,14 @@ The same wire story reaches us through many outlets with a new headline, a bylin
 - :func:`band_keys` cuts a signature into ``BANDS`` bands of ``ROWS`` values and hashes each
   (band index included) to a non-negative signed 63-bit int, so they fit a BIGINT column. Items
   sharing any band key are candidates; a candidate joins only when :func:`similarity` confirms.
-- :class:`BandIndex` holds band keys of many items in sorted numpy arrays (about 8 bytes per
-  band per item) and answers candidate queries with ``np.searchsorted``.
+- The index of band keys lives in the store (table ``item_bands``), so every replica shares
+  it and a process holds none of it in memory.
 
 Everything is deterministic across processes, machines and numpy versions: words are hashed
 with blake2b, the hash family's constants are derived from blake2b of fixed labels, and the
 rest is fixed-width integer arithmetic. Changing any constant here (``SHINGLE_K``,
 ``NUM_PERM``, ``ROWS``, ``_SEED``, the folding) changes every signature and band key: stored
-ones must then be recomputed. Pure functions; :class:`BandIndex` is not safe for concurrent
-writers (one writer, or a lock around it).
+ones must then be recomputed. Pure functions, safe to call from any thread or process.
 
 Figures behind every constant: docs/benchmarks.md, "Stories (near-duplicates)";
 ``bench/dedupe_eval.py`` and ``bench/dedupe_cost.py`` reproduce them.
@@ -48,7 +47,6 @@ __all__ = [
     "ROWS",
     "SHINGLE_K",
     "SIGNATURE_BYTES",
-    "BandIndex",
     "band_keys",
     "band_keys_matrix",
     "repeated_lines",
@@ -358,94 +356,3 @@ def band_keys(sig: bytes) -> tuple[int, ...]:
     """``BANDS`` keys of a signature, each in [0, 2^63): items sharing one are candidates."""
     row = _as_array(sig).reshape(1, NUM_PERM)
     return tuple(int(v) for v in band_keys_matrix(row)[0])
-
-
-# --- an in-memory index ---------------------------------------------------------------------
-
-
-class BandIndex:
-    """Band keys of many items in sorted numpy arrays: ``8 * BANDS`` bytes per item.
-
-    Each item is a row number the caller assigns meaning to (a position in its own array of
-    signatures or database ids). Per band, the index keeps one sorted int64 array whose
-    entries pack the key's top 32 bits with the row (low 32 bits), so no separate permutation
-    array is needed. Cutting keys to 32 bits lets unrelated items collide in a band with
-    probability n / 2^32 per band (0.4% of queries at 1M items over 16 bands): harmless, since
-    every candidate is confirmed with :func:`similarity` before it joins.
-
-    Inserts go to a small unsorted tail that is merged when it passes 1/8 of the sorted part,
-    so building n items costs O(n log n) and a query O(BANDS log n + tail).
-    """
-
-    def __init__(self) -> None:
-        self._sorted = np.empty((BANDS, 0), dtype=np.int64)
-        self._tail: list[npt.NDArray[np.int64]] = []
-        self._tail_len = 0
-        self._rows = 0
-
-    def __len__(self) -> int:
-        return self._rows
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the arrays (the tail included)."""
-        return int(self._sorted.nbytes) + sum(int(t.nbytes) for t in self._tail)
-
-    @staticmethod
-    def _pack(keys: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        # keys are < 2^63: the top 32 of those 63 bits, shifted up, stay non-negative.
-        return ((keys >> 31) << 32) | rows[:, None]
-
-    def add_many(self, keys: npt.NDArray[np.int64]) -> range:
-        """Index items given their (n, BANDS) band keys; returns the rows they got."""
-        if keys.ndim != 2 or keys.shape[1] != BANDS:
-            raise ValueError(f"expected shape (n, {BANDS}), got {keys.shape}")
-        if self._rows + len(keys) >= 1 << 32:
-            raise ValueError("a BandIndex holds fewer than 2^32 items")
-        rows = np.arange(self._rows, self._rows + len(keys), dtype=np.int64)
-        self._tail.append(self._pack(keys.astype(np.int64), rows).T.copy())
-        self._tail_len += len(keys)
-        self._rows += len(keys)
-        if self._tail_len > max(1024, self._sorted.shape[1] // 8):
-            self._merge()
-        return range(int(rows[0]) if len(rows) else self._rows, self._rows)
-
-    def add(self, keys: Iterable[int]) -> int:
-        """Index one item given its band keys; returns its row."""
-        return self.add_many(np.array([list(keys)], dtype=np.int64)).start
-
-    def _merge(self) -> None:
-        if not self._tail:
-            return
-        merged = np.concatenate([self._sorted, *self._tail], axis=1)
-        merged.sort(axis=1)
-        self._sorted = merged
-        self._tail = []
-        self._tail_len = 0
-
-    def candidates_many(self, keys: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:
-        """For each of (m, BANDS) query keys, the sorted rows sharing at least one band."""
-        if keys.ndim != 2 or keys.shape[1] != BANDS:
-            raise ValueError(f"expected shape (m, {BANDS}), got {keys.shape}")
-        high = (keys.astype(np.int64) >> 31) << 32  # (m, BANDS)
-        found: list[list[npt.NDArray[np.int64]]] = [[] for _ in range(len(keys))]
-        low_mask = np.int64(0xFFFFFFFF)
-        for b in range(BANDS):
-            column = self._sorted[b]
-            lo = np.searchsorted(column, high[:, b], side="left")
-            hi = np.searchsorted(column, high[:, b] + np.int64(1 << 32), side="left")
-            for hit in np.flatnonzero(hi > lo):
-                found[hit].append(column[lo[hit] : hi[hit]] & low_mask)
-            for tail in self._tail:
-                hits = np.isin(tail[b] >> 32, high[:, b] >> 32)
-                if hits.any():
-                    packed = tail[b][hits]
-                    for q in range(len(keys)):
-                        mine = packed[(packed >> 32) == (high[q, b] >> 32)]
-                        if len(mine):
-                            found[q].append(mine & low_mask)
-        return [np.unique(np.concatenate(f)) if f else np.empty(0, dtype=np.int64) for f in found]
-
-    def candidates(self, keys: Iterable[int]) -> npt.NDArray[np.int64]:
-        """The sorted rows sharing at least one band key with ``keys``."""
-        return self.candidates_many(np.array([list(keys)], dtype=np.int64))[0]

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from monitor import dedupe, neardup
@@ -21,7 +20,6 @@ from monitor.neardup import (
     NEAR_DUP_THRESHOLD,
     NUM_PERM,
     SIGNATURE_BYTES,
-    BandIndex,
     band_keys,
     repeated_lines,
     signature,
@@ -219,23 +217,6 @@ def test_repeated_lines_learn_an_outlets_footer() -> None:
     assert learnt == {" ".join(neardup.shingle_words(footer))}
     plain = _sig(TITLE, BODY)
     assert _sig(TITLE, f"{BODY}\n{footer}", boilerplate=learnt) == plain
-
-
-def test_band_index_finds_copies() -> None:
-    index = BandIndex()
-    texts = [(TITLE, BODY), (OTHER_TITLE, OTHER_BODY)]
-    rows = [index.add(band_keys(_sig(t, b))) for t, b in texts]
-    assert rows == [0, 1]
-    rng = np.random.default_rng(3)
-    random_sigs = rng.integers(0, 2**32, size=(5000, NUM_PERM), dtype=np.uint32)
-    index.add_many(neardup.band_keys_matrix(random_sigs))
-    assert len(index) == 5002
-    copy = _sig("New headline on border deal", _truncate(BODY, 0.6))
-    assert 0 in set(index.candidates(band_keys(copy)).tolist())
-    assert 1 not in set(index.candidates(band_keys(copy)).tolist())
-    # Row i of the random block is found by its own keys, whether merged or still in the tail.
-    found = index.candidates_many(neardup.band_keys_matrix(random_sigs[[0, 4999]]))
-    assert 2 in found[0] and 5001 in found[1]
 
 
 def test_misuse_is_an_error() -> None:
