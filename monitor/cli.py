@@ -71,6 +71,11 @@ def _build_parser() -> argparse.ArgumentParser:
     test.add_argument("--since", default="30d", help="stored items this recent (default 30d)")
     test.add_argument("source", nargs="?", help="a feed file or URL instead of the stored corpus")
     test.add_argument(
+        "--full-text",
+        action="store_true",
+        help="fetch each item's article page, show the main text rules would see, match it",
+    )
+    test.add_argument(
         "--explain",
         metavar="ITEM",
         help="the item's GUID or URL: show why it did or did not match each clause of each rule",
@@ -152,7 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "rules":
         since = parse_duration(args.since)
         return asyncio.run(
-            commands.rules_test(settings, args.rule, since, args.source, explain=args.explain)
+            commands.rules_test(
+                settings,
+                args.rule,
+                since,
+                args.source,
+                explain=args.explain,
+                full_text=args.full_text,
+            )
         )
     if args.command == "feeds":
         return asyncio.run(commands.feeds(settings))

@@ -14,12 +14,13 @@ from pathlib import Path
 
 from monitor.config import Settings
 from monitor.dedupe import canonical_url
+from monitor.extract import extract_article
 from monitor.fetch import Fetcher
 from monitor.model import Item, Match, Rule
 from monitor.notify import Notifier, mask_url
 from monitor.parse import parse_feed
 from monitor.rules import RuleSet, compile_rules, format_explanation
-from monitor.scheduler import Daemon, utcnow
+from monitor.scheduler import Daemon, utcnow, with_article_text
 from monitor.store import Store
 
 
@@ -62,22 +63,54 @@ def _read_file(source: str) -> tuple[bytes, str]:
     return path.read_bytes(), path.as_uri()
 
 
-async def _items_from(settings: Settings, source: str) -> list[Item]:
-    if source.startswith(("http://", "https://")):
-        async with Fetcher(
-            settings.http_policy(), allow_networks=settings.http.allow_networks
-        ) as f:
-            result = await f.fetch(source)
-        if result.body is None:
-            raise RuntimeError(f"{source}: {result.error or 'no body'}")
-        body, url, headers = result.body, result.final_url, dict(result.headers)
-    else:
-        body, url = await asyncio.to_thread(_read_file, source)
-        headers = {}
-    parsed = parse_feed(body, feed=source, url=url, headers=headers)
-    if parsed.problem:
-        print(f"{source}: {parsed.problem}", file=sys.stderr)
-    return list(parsed.items)
+async def _items_from(settings: Settings, source: str, *, full_text: bool) -> list[Item]:
+    """The items of a feed file or URL; with `full_text`, each with its article's main text.
+
+    A URL that answers with an article page rather than a feed is taken as that one article.
+    """
+    allow = settings.http.allow_networks
+    async with Fetcher(settings.http_policy(), allow_networks=allow) as fetcher:
+        if source.startswith(("http://", "https://")):
+            result = await fetcher.fetch(source)
+            if result.body is None:
+                raise RuntimeError(f"{source}: {result.error or 'no body'}")
+            body, url, headers = result.body, result.final_url, dict(result.headers)
+        else:
+            body, url = await asyncio.to_thread(_read_file, source)
+            headers = {}
+        parsed = parse_feed(body, feed=source, url=url, headers=headers)
+        if not parsed.items and full_text and url.startswith("http"):
+            return [await _article_item(source, body, url, headers)]
+        if parsed.problem:
+            print(f"{source}: {parsed.problem}", file=sys.stderr)
+        if not full_text:
+            return list(parsed.items)
+        return list(await asyncio.gather(*(with_article_text(fetcher, i) for i in parsed.items)))
+
+
+async def _article_item(source: str, body: bytes, url: str, headers: dict[str, str]) -> Item:
+    article = await asyncio.to_thread(extract_article, body, url=url, headers=headers)
+    return Item(
+        feed=source,
+        guid=url,
+        url=url,
+        title=article.title or "",
+        summary="",
+        author=article.author or "",
+        published=article.published,
+        text=article.text,
+        text_problem=article.problem,
+    )
+
+
+def _show_text(item: Item) -> None:
+    if item.text_problem and not item.text:
+        print(f"--- {item.url}: no article text: {item.text_problem}")
+        return
+    note = f"; {item.text_problem}" if item.text_problem else ""
+    print(f"--- text the rules see for {item.url} ({len(item.text)} characters{note})")
+    print(item.text)
+    print("---")
 
 
 async def rules_test(
@@ -87,6 +120,7 @@ async def rules_test(
     source: str | None,
     *,
     explain: str | None = None,
+    full_text: bool = False,
 ) -> int:
     rules = [r for r in settings.rule_values() if rule is None or r.name == rule]
     if not rules:
@@ -99,7 +133,7 @@ async def rules_test(
             items = await store.items_since(now - since)
     else:
         try:
-            items = await _items_from(settings, source)
+            items = await _items_from(settings, source, full_text=full_text)
         except (OSError, RuntimeError) as error:
             print(error, file=sys.stderr)
             return 1
@@ -108,6 +142,8 @@ async def rules_test(
         return _explain(ruleset, rules, items, explain, tags)
     hits: dict[str, int] = {r.name: 0 for r in rules}
     for item in items:
+        if full_text:
+            _show_text(item)
         for match in ruleset.match(item, feed_tags=tags.get(item.feed, ())):
             hits[match.rule] += 1
             print(f"{match.rule}  {item.feed}  {_when(item.published)}  {item.title}")

@@ -9,7 +9,10 @@ fetches a page again.
 
 from __future__ import annotations
 
+import asyncio
 import io
+import subprocess
+import sys
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -109,3 +112,36 @@ rules:
     # The article's page was asked for as HTML.
     asked = [r for r in server.requests if r.path == "/a/one.html"]
     assert asked[0].headers["Accept"].startswith("text/html")
+
+
+async def test_rules_test_full_text_shows_what_the_rules_see(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    async with FeedServer() as server:
+        news = "Relatives gathered outside Evin prison on Sunday evening asking for news."
+        server.add("/a/one.html", page("Budget session", news), content_type="text/html")
+        server.add("/daily.xml", feed(now, server.url("/a"), [("one", "Budget session")]))
+        config = tmp_path / "c.yaml"
+        config.write_text(
+            "http: {allow_private_networks: true}\nfeeds: []\n"
+            "channels:\n  console: {url: 'console://'}\n"
+            "rules:\n  - name: evin\n    query: 'text:\"evin prison\"'\n"
+            "  - name: taiwan\n    query: taiwan\n"
+        )
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "monitor", "--config", str(config), "rules", "test", *args],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).resolve().parents[1],
+                timeout=60,
+            )
+
+        for source in (server.url("/daily.xml"), server.url("/a/one.html")):
+            out = (await asyncio.to_thread(cli, "--full-text", source)).stdout
+            assert "--- text the rules see for" in out and news in out, out
+            assert "Taiwan" not in out.split("--- text")[1]  # the sidebar never reaches rules
+            assert "matches: evin: 1, taiwan: 0" in out, out
+        # Without --full-text, the feed's one sentence is all there is.
+        out = (await asyncio.to_thread(cli, server.url("/daily.xml"))).stdout
+        assert "matches: evin: 0, taiwan: 0" in out, out
