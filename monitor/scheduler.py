@@ -115,7 +115,15 @@ async def with_article_text(fetcher: Fetcher, item: Item, executor: Executor | N
         problem = article.problem or "no main text found"
         log.warning("article text missing feed=%s url=%s problem=%s", item.feed, item.url, problem)
         return replace(item, text_problem=problem)
-    return replace(item, text=article.text, text_problem=article.problem)
+    # The feed's own title, author and date stand; the page's fill what the feed left empty.
+    return replace(
+        item,
+        text=article.text,
+        text_problem=article.problem,
+        title=item.title or article.title or "",
+        author=item.author or article.author or "",
+        published=item.published or article.published,
+    )
 
 
 class Daemon:

@@ -104,6 +104,7 @@ rules:
     one, two = stored["one"], stored["two"]
     assert "Evin prison" in one.text and "Taiwan" not in one.text and one.text_problem is None
     assert one.summary == "Parliament met on Sunday."  # the feed's own text stays as summary
+    assert one.title == "Budget session in parliament"  # the feed's title stands
     assert two.text == "" and two.text_problem == "HTTP 404 Not Found"
     alerts = out.getvalue()
     assert "Budget session in parliament" in alerts  # matched in its article text
