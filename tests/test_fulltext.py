@@ -29,7 +29,8 @@ FILLER = (
 
 def page(title: str, news: str) -> bytes:
     paragraphs = [f"<p>{FILLER} ({n})</p>" for n in range(8)] + [f"<p>{news}</p>"]
-    return f"""<!doctype html><html><head><title>{title}</title></head><body>
+    return f"""<!doctype html><html><head><title>{title}</title>
+<meta name="author" content="Sara Example"></head><body>
 <nav><a href="/">Home</a> <a href="/world">World</a> <a href="/asia">Asia</a></nav>
 <article><h1>{title}</h1>{"".join(paragraphs)}</article>
 <aside><h2>Most read</h2><ul>
@@ -105,6 +106,7 @@ rules:
     assert "Evin prison" in one.text and "Taiwan" not in one.text and one.text_problem is None
     assert one.summary == "Parliament met on Sunday."  # the feed's own text stays as summary
     assert one.title == "Budget session in parliament"  # the feed's title stands
+    assert one.author == "Sara Example"  # the page filled what the feed left empty
     assert two.text == "" and two.text_problem == "HTTP 404 Not Found"
     alerts = out.getvalue()
     assert "Budget session in parliament" in alerts  # matched in its article text
