@@ -26,6 +26,7 @@ import re
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import time as dt_time
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from importlib import resources
@@ -301,6 +302,32 @@ Cron = Annotated[
 ]
 
 
+_HOURS = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
+
+
+def _quiet_hours(value: str) -> str:
+    if not _HOURS.match(value):
+        raise ValueError(f"expected local hours like '22:00-07:00', got {value!r}")
+    start, end = _hours(value)
+    if start == end:
+        raise ValueError(f"quiet hours {value!r} start and end at the same time")
+    return value
+
+
+def _hours(value: str) -> tuple[dt_time, dt_time]:
+    m = _HOURS.match(value)
+    assert m is not None
+    h1, m1, h2, m2 = (int(g) for g in m.groups())
+    return dt_time(h1, m1), dt_time(h2, m2)
+
+
+QuietHours = Annotated[
+    str,
+    AfterValidator(_quiet_hours),
+    WithJsonSchema({"type": "string", "pattern": _HOURS.pattern, "examples": ["22:00-07:00"]}),
+]
+
+
 class _Section(BaseModel):
     """A mapping of the config: unknown keys rejected, immutable once loaded.
 
@@ -356,6 +383,8 @@ class PollingSettings(_Section):
     """Default time between two polls of a feed."""
     backlog_window: Duration = timedelta(hours=24)
     """On a feed's first poll, items older than this (or undated) are stored, never alerted."""
+    expect_update: Duration = timedelta(days=2)
+    """A feed failing or silent for longer is reported unwell (newsmon feeds, metrics, admin)."""
 
 
 class DedupeSettings(_Section):
@@ -387,10 +416,12 @@ class FeedSettings(_Section):
     """Labels that rules select feeds by (feeds: [tag:x])."""
     enabled: bool = True
     """false: kept in the config and the store, never polled."""
+    expect_update: Duration | None = None
+    """Failing or silent for longer: unwell; absent: polling.expect_update."""
 
 
 class ChannelSettings(_Section):
-    """One entry of `channels:`. digest, timezone and max_per_hour are validated, not yet used."""
+    """One entry of `channels:`."""
 
     # One URL or a list; held as a list (a union would report a bad value once per branch).
     url: Annotated[
@@ -412,11 +443,26 @@ class ChannelSettings(_Section):
     timezone: TimeZone | None = None
     """The IANA time zone of the digest's cron line (Asia/Tehran)."""
     max_per_hour: int | None = Field(default=None, gt=0)
-    """The most alerts this channel sends in one hour."""
+    """The most alerts this channel sends in one hour; beyond it, the rest go in one digest."""
+    quiet_hours: QuietHours | None = None
+    """Local hours ("22:00-07:00") when alerts of rules without priority: high are held."""
+    format: Literal["auto", "text", "markdown", "html"] = "auto"
+    """How alert bodies are written; auto: what the service renders best."""
+    template: Name | None = None
+    """A Jinja2 template file for the alert body (relative to this file); absent: built in."""
 
     @property
     def urls(self) -> tuple[str, ...]:
         return tuple(self.url)
+
+
+class WebSettings(_Section):
+    """`web:`: /healthz, /readyz and /metrics over HTTP."""
+
+    enabled: bool = True
+    """false: no HTTP endpoint at all."""
+    listen: Name = "127.0.0.1:9464"
+    """host:port to bind; keep it on localhost unless a proxy or firewall guards it."""
 
 
 class RuleSettings(_Section):
@@ -481,6 +527,12 @@ class Settings(_Section):
     """Watch rules."""
     rule_files: list[Name] = []
     """Globs of more rule files (each a mapping with a rules: list), relative to this file."""
+    retention: Duration = timedelta(days=180)
+    """Items older than this are deleted with their matches (a daily job)."""
+    web: WebSettings = WebSettings()
+    """The health and metrics endpoints."""
+    log_format: Literal["text", "json"] = "text"
+    """text: one readable line per event; json: one JSON object per line."""
     log_level: Annotated[
         str,
         AfterValidator(_log_level),
@@ -509,6 +561,7 @@ class Settings(_Section):
                 full_text=f.full_text,
                 tags=tuple(f.tags),
                 enabled=f.enabled,
+                expect_update=f.expect_update or self.polling.expect_update,
             )
             for f in self.feeds
         ]
@@ -518,7 +571,21 @@ class Settings(_Section):
         return [rule.value() for rule in self.all_rules]
 
     def channel_values(self) -> dict[str, model.Channel]:
-        return {name: model.Channel(name, c.urls) for name, c in self.channels.items()}
+        """Every channel; a relative `template` path is resolved against this file's directory."""
+        base = self.config_path.parent
+        return {
+            name: model.Channel(
+                name,
+                c.urls,
+                format=c.format,
+                template=str(base / c.template) if c.template else None,
+                timezone=c.timezone or "UTC",
+                digest=c.digest,
+                max_per_hour=c.max_per_hour,
+                quiet_hours=_hours(c.quiet_hours) if c.quiet_hours else None,
+            )
+            for name, c in self.channels.items()
+        }
 
     def http_policy(self) -> model.HttpPolicy:
         """The request limits; `http.allow_networks` is not part of it (pass it to the fetcher)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from types import MappingProxyType
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -27,6 +27,7 @@ class Feed:
     full_text: bool = False  # fetch the article page and match its main text (a later issue)
     tags: tuple[str, ...] = ()  # used by rules as `source:tag:x` and `feeds: [tag:x]`
     enabled: bool = True
+    expect_update: timedelta = timedelta(days=2)  # failing or silent longer: the feed is unwell
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +147,12 @@ class Channel:
 
     name: str
     urls: tuple[str, ...]  # apprise URLs or `console://`; may hold secrets: never log unmasked
+    format: str = "auto"  # "text" | "markdown" | "html"; "auto": what the service renders
+    template: str | None = None  # path of a Jinja2 template for the body (absolute)
+    timezone: str = "UTC"  # IANA zone for times in alerts, digests and quiet hours
+    digest: str | None = None  # 5-field cron line: collect alerts, send one message then
+    max_per_hour: int | None = None  # beyond it, alerts are held for one digest
+    quiet_hours: tuple[time, time] | None = None  # [start, end) local: non-urgent alerts held
 
 
 @dataclass(frozen=True, slots=True)

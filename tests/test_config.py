@@ -4,7 +4,7 @@ good one gives the values the rest of newsmon expects."""
 from __future__ import annotations
 
 import textwrap
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
@@ -503,3 +503,34 @@ def test_starter_config_loads_and_is_written_once(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         write_starter(tmp_path / "new")
     assert written.read_text(encoding="utf-8") == "# mine\n"
+
+
+def test_channel_delivery_settings_become_model_values(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "channels:\n  desk:\n    url: console://\n    timezone: Asia/Tehran\n"
+        "    quiet_hours: '22:30-07:00'\n    max_per_hour: 30\n    digest: '0 8 * * *'\n"
+        "    format: markdown\n    template: templates/desk.md.j2\n"
+        "feeds:\n  - name: f\n    url: https://f.example/feed\n    expect_update: 6h\n"
+        "retention: 90d\nweb: {listen: '127.0.0.1:9999'}\nlog_format: json\n"
+    )
+    settings = load_config(config)
+    desk = settings.channel_values()["desk"]
+    assert desk.quiet_hours == (time(22, 30), time(7, 0))
+    assert (desk.timezone, desk.max_per_hour, desk.digest, desk.format) == (
+        "Asia/Tehran",
+        30,
+        "0 8 * * *",
+        "markdown",
+    )
+    assert desk.template == str(tmp_path / "templates" / "desk.md.j2")
+    assert settings.feed_values()[0].expect_update == timedelta(hours=6)
+    assert settings.retention == timedelta(days=90) and settings.log_format == "json"
+
+
+@pytest.mark.parametrize("hours", ["22-07", "25:00-07:00", "22:00-22:00", "22:00"])
+def test_bad_quiet_hours_are_refused_at_their_position(hours: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config_text(f"channels:\n  desk:\n    url: console://\n    quiet_hours: '{hours}'\n")
+    (problem,) = error.value.problems
+    assert (problem.line, problem.column) == (4, 18) and "quiet" in problem.message
