@@ -10,7 +10,9 @@ unserialised pair would both see "no such story" and start one each.
 from __future__ import annotations
 
 import asyncio
+import stat
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from monitor.model import Decision, DedupePolicy, Feed, FeedState, FeedUpdate, Item, Rule
 from monitor.pipeline import decide, fingerprints, lookup_keys
@@ -190,3 +192,27 @@ async def test_a_material_update_is_stored_and_alerts_once_per_version(store: St
     assert counts["items"] == 1 and counts["alerts"] == 2  # the first alert and one follow-up
     (stored,) = await store.items_since(NOW - timedelta(days=1))
     assert stored.title.startswith("Parliament ratifies treaty")
+
+
+async def test_retention_prunes_old_items_with_everything_hanging_off_them(store: Store) -> None:
+    await store.sync_feeds(FEEDS, NOW)
+    wire = FEEDS[0]
+    old = Item("wire", "w-old", "https://wire.example/old", "Parliament ratifies treaty", ARTICLE)
+    await poll(store, wire, [old], NOW - timedelta(days=200))
+    new = Item("wire", "w-new", "https://wire.example/new", "Treaty ratified again", ARTICLE[:300])
+    await poll(store, wire, [new], NOW)
+    before = await store.counts()
+    assert before["items"] == 2 and before["alerts"] == 2
+    assert await store.prune_items(NOW - timedelta(days=180)) == 1
+    after = await store.counts()
+    assert after["items"] == 1 and after["alerts"] == 1 and after["matches"] == 1
+    assert after["pending"] == 1  # the old alert's delivery went with it
+    assert [i.guid for i in await store.items_since(NOW - timedelta(days=365))] == ["w-new"]
+
+
+async def test_sqlite_file_and_new_directory_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "newsmon.db"
+    async with await Store.open(f"sqlite:///{path}"):
+        pass
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700

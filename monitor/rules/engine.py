@@ -22,6 +22,7 @@ a hit on the words it overlaps.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -150,8 +151,8 @@ def _admits(rule: Rule, feed: str, feed_tags: Collection[str]) -> bool:
     return any(f == feed or (f.startswith("tag:") and f[4:] in feed_tags) for f in rule.feeds)
 
 
-def _snippet(text: str, spans: list[tuple[int, int]]) -> tuple[str, tuple[tuple[int, int], ...]]:
-    """A passage of ``text`` around the first span, white space collapsed, and the spans in it."""
+def _window(text: str, spans: list[tuple[int, int]]) -> tuple[int, int]:
+    """The [lo, hi) passage of ``text`` a snippet shows: the first span, with context."""
     first = min(s for s, _ in spans) if spans else 0
     lo, hi = 0, len(text)
     if len(text) > SNIPPET_CHARS:
@@ -166,22 +167,21 @@ def _snippet(text: str, spans: list[tuple[int, int]]) -> tuple[str, tuple[tuple[
             floor = max(first + 1, hi - _BOUNDARY_SLACK)
             cut = _find_space(text, floor, hi, forward=False)
             hi = cut if cut is not None else hi
-    out: list[str] = []
-    where: dict[int, int] = {}  # original index -> index in `out`
-    for i in range(lo, hi):
-        ch = text[i]
-        if ch.isspace():
-            if out and out[-1] != " ":
-                out.append(" ")
-            where[i] = len(out) - 1
-        else:
-            where[i] = len(out)
-            out.append(ch)
-    body = "".join(out).rstrip()
+    return lo, hi
+
+
+def _snippet(text: str, spans: list[tuple[int, int]]) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """A passage of ``text`` around the first span, white space collapsed, and the spans in it."""
+    lo, hi = _window(text, spans)
+    window = text[lo:hi]
+    body = " ".join(window.split())  # white space collapsed, none at either end
     lead = "…" if lo > 0 else ""
     tail = "…" if hi < len(text) else ""
+    where = _Collapsed(window)
     marks = sorted(
-        (where[s] + len(lead), where[e - 1] + 1 + len(lead)) for s, e in spans if lo <= s < e <= hi
+        (where.index(s - lo) + len(lead), where.index(e - 1 - lo) + 1 + len(lead))
+        for s, e in spans
+        if lo <= s < e <= hi
     )
     merged: list[tuple[int, int]] = []
     for s, e in marks:
@@ -190,6 +190,31 @@ def _snippet(text: str, spans: list[tuple[int, int]]) -> tuple[str, tuple[tuple[
         else:
             merged.append((s, e))
     return lead + body + tail, tuple(merged)
+
+
+class _Collapsed:
+    """Where each character of ``window`` lands once its white space is collapsed, as
+    ``" ".join(window.split())`` does: a run inside the text becomes one space, and a run at
+    the start vanishes (its characters land at -1). Only runs that lose characters are kept,
+    so for ordinary text this is no work at all."""
+
+    def __init__(self, window: str) -> None:
+        self.runs = [(m.start(), m.end()) for m in _LOSSY_SPACE.finditer(window)]
+
+    def index(self, i: int) -> int:
+        removed = 0
+        for start, end in self.runs:
+            if i < start:
+                break
+            kept = 1 if start else 0
+            if i < end:  # white space inside the run: where its one space landed
+                return start - removed if kept else -1
+            removed += end - start - kept
+        return i - removed
+
+
+# White space that collapsing shortens: a run of two or more, or any run at the start.
+_LOSSY_SPACE: Final = re.compile(r"\A\s+|\s{2,}")
 
 
 def _find_space(text: str, lo: int, hi: int, *, forward: bool) -> int | None:

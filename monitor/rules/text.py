@@ -25,8 +25,10 @@ Words are maximal runs of letters, digits and kept marks. Everything else separa
 
 Speed: white space always separates words (a test checks every such character), so the text is
 cut at white space first and each chunk (``"Iran's,"``) is folded once and remembered; news text
-repeats its chunks, so a 4 KB article costs one ``str.split`` and a few hundred memo look-ups.
-:func:`words` needs no spans and skips building :class:`Token` objects.
+repeats its chunks, so a 4 KB article costs one ``str.split`` and one C-level pass of dict
+look-ups (``map``), with Python code only for the chunks not seen before. :class:`Folded`
+keeps a text's chunks and works out character spans only for the words asked for (a snippet's
+hits), never for the whole text; :func:`words` needs no spans at all.
 
 Pure functions, no state beyond bounded memos; safe to call from any thread.
 """
@@ -35,12 +37,16 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate, chain
-from typing import Final
+from operator import add
+from sys import intern
+from typing import Final, cast
 
-__all__ = ["Token", "fold", "spans", "tokenize", "words"]
+__all__ = ["Folded", "Token", "fold", "spans", "tokenize", "words"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,14 +164,163 @@ def _scan_chunk(chunk: str) -> _Spans:
     return _scan(chunk)
 
 
-# 65,536 chunks hold the working vocabulary of a news stream in several languages (a few MB);
-# a miss costs a few microseconds.
-_chunk_spans = lru_cache(maxsize=1 << 16)(_scan_chunk)
+class _Separated(dict[int, str]):
+    """``str.translate`` table: each character as it folds, with the characters that end a word
+    turned into spaces, so that ``text.translate(table).split()`` are the words of ``text``.
+
+    Filled on first use of a character; bounded (emptied when full), since hostile text could
+    bring every code point.
+    """
+
+    def __missing__(self, cp: int) -> str:
+        if len(self) >= _SEPARATED_SIZE:
+            self.clear()
+        out = "".join(c if _is_word_char(c) else " " for c in _fold_char(chr(cp)))
+        self[cp] = out
+        return out
 
 
-@lru_cache(maxsize=1 << 16)
-def _chunk_words(chunk: str) -> tuple[str, ...]:
-    return tuple(norm for norm, _, _ in _scan_chunk(chunk))
+_SEPARATED_SIZE: Final = 1 << 16
+_SEPARATED = _Separated()
+
+
+def _words_of(chunk: str) -> tuple[str, ...]:
+    """The words of ``chunk``, as :func:`_scan_chunk` has them, without the spans: a character
+    that folds to nothing joins its neighbours, as in :func:`_scan` (a word character is never
+    white space, so ``split`` cuts only where a separator was)."""
+    if chunk.isascii():
+        return tuple(map(intern, _ASCII_WORD.findall(chunk.lower())))
+    return tuple(map(intern, chunk.translate(_SEPARATED).split()))
+
+
+# Spans are needed only around the hits an alert shows (and by `tokenize`, for tests and tools).
+_chunk_spans = lru_cache(maxsize=1 << 12)(_scan_chunk)
+
+
+def _spans_of(chunk: str) -> _Spans:
+    return _chunk_spans(chunk) if len(chunk) <= _MEMO_CHUNK else _scan_chunk(chunk)
+
+
+# 65,536 chunks per generation hold the working vocabulary of a news stream in several languages
+# (the benchmark's 4 KB items, over a 20,000-word tail, miss on ~2% of their chunks); a miss
+# costs a few microseconds.
+_GENERATION: Final = 1 << 16
+
+
+class _ChunkMemo:
+    """chunk -> its folded words, in two generations: a cheap, bounded stand-in for an LRU.
+
+    Look-ups hit the young generation through one ``map(dict.get)`` in C; a miss is looked up
+    in the old one (and promoted) or folded. When the young generation is full it becomes the
+    old one, and the previous old one is dropped. Chunks longer than :data:`_MEMO_CHUNK` are
+    folded every time and never stored. Thread-safe: the dicts are only read whole, added to
+    or replaced, and every caller keeps the references it started with.
+    """
+
+    def __init__(self) -> None:
+        self.young: dict[str, tuple[str, ...]] = {}
+        self.old: dict[str, tuple[str, ...]] = {}
+
+    def fold(self, chunks: list[str]) -> list[tuple[str, ...]]:
+        young = self.young
+        found: list[tuple[str, ...] | None] = list(map(young.get, chunks))
+        try:
+            i = found.index(None)  # a scan in C; misses are a few per article
+        except ValueError:
+            return cast(list[tuple[str, ...]], found)
+        old = self.old
+        while True:
+            chunk = chunks[i]
+            folded = young.get(chunk)  # stored by an earlier miss of this call
+            if folded is None:
+                folded = old.get(chunk)
+                if folded is None:
+                    folded = _words_of(chunk)
+                if len(chunk) <= _MEMO_CHUNK:
+                    young[chunk] = folded
+            found[i] = folded
+            try:
+                i = found.index(None, i + 1)
+            except ValueError:
+                break
+        if len(young) > _GENERATION:
+            self.old, self.young = young, {}
+        return cast(list[tuple[str, ...]], found)  # every None filled in
+
+
+_MEMO = _ChunkMemo()
+
+
+class Folded:
+    """One text, cut at white space with each chunk folded: its words, and their spans on demand.
+
+    ``words`` is ``[t.norm for t in tokenize(text)]``; ``span(k)`` is word k's
+    ``(start, end)`` in ``text``; ``overlapping(a, b)`` the words a character range touches.
+    Built per field of an item and used by one thread.
+    """
+
+    __slots__ = ("_cum", "_offsets", "_words", "chunks", "per_chunk", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.chunks = text.split()
+        self.per_chunk = _MEMO.fold(self.chunks)  # the folded words of each chunk
+        self._words: list[str] | None = None
+        self._offsets: list[int] = []  # where each chunk starts in `text`
+        self._cum: list[int] = []  # how many words come before each chunk (and after the last)
+
+    @property
+    def words(self) -> list[str]:
+        if self._words is None:
+            self._words = list(chain.from_iterable(self.per_chunk))
+        return self._words
+
+    def iter_words(self) -> Iterator[str]:
+        """The words in order, without building the list (for set updates)."""
+        return chain.from_iterable(self.per_chunk)
+
+    def _layout(self) -> tuple[list[int], list[int]]:
+        if not self._cum:
+            chunks = self.chunks
+            lengths = list(accumulate(map(len, chunks), initial=0))
+            if chunks and lengths[-1] + len(chunks) - 1 == len(self.text):
+                # n chunks and n - 1 other characters: single separators, nothing around them.
+                self._offsets = list(map(add, lengths, range(len(chunks))))
+            else:
+                self._offsets = [m.start() for m in _CHUNK.finditer(self.text)]
+            self._cum = list(accumulate(map(len, self.per_chunk), initial=0))
+        return self._offsets, self._cum
+
+    def span(self, k: int) -> tuple[int, int]:
+        """The [start, end) characters of word ``k`` in ``text``."""
+        offsets, cum = self._layout()
+        j = bisect_right(cum, k) - 1  # the chunk holding word k (one with no words is skipped)
+        _, start, end = _spans_of(self.chunks[j])[k - cum[j]]
+        return offsets[j] + start, offsets[j] + end
+
+    def _spans_from(self, j: int) -> Iterator[tuple[int, int]]:
+        offsets, _ = self._layout()
+        for chunk, base in zip(self.chunks[j:], offsets[j:], strict=True):
+            for _, start, end in _spans_of(chunk):
+                yield base + start, base + end
+
+    def overlapping(self, start: int, end: int) -> tuple[int, int]:
+        """[first, last): ``first`` is the first word ending after ``start``; the words from it
+        on that begin before ``end`` run to ``last`` (``first == last``: none overlaps)."""
+        offsets, cum = self._layout()
+        # Words of the chunks before the one where `start` lies all end before it.
+        j = max(0, bisect_right(offsets, start) - 1)
+        spans = self._spans_from(j)
+        first = cum[j]
+        span = next(spans, None)
+        while span is not None and span[1] <= start:
+            first += 1
+            span = next(spans, None)
+        last = first
+        while span is not None and span[0] < end:
+            last += 1
+            span = next(spans, None)
+        return first, last
 
 
 def tokenize(text: str) -> list[Token]:
@@ -199,10 +354,7 @@ def spans(text: str) -> list[tuple[int, int]]:
 
 def words(text: str) -> list[str]:
     """The folded words of ``text``: ``[t.norm for t in tokenize(text)]``, without the spans."""
-    chunks = text.split()
-    if chunks and max(map(len, chunks)) > _MEMO_CHUNK:
-        return [norm for norm, _, _ in _scan(text)]
-    return list(chain.from_iterable(map(_chunk_words, chunks)))
+    return list(chain.from_iterable(_MEMO.fold(text.split())))
 
 
 def fold(text: str) -> str:

@@ -247,6 +247,12 @@ async def _index_bands(
     await conn.execute(dialect.insert_ignore(item_bands, ["item_id", "band"], backend), rows)
 
 
+async def prune_items(conn: AsyncConnection, before: datetime) -> int:
+    """Delete items fetched before `before`; matches, alerts, deliveries and bands cascade."""
+    result = await conn.execute(sa.delete(items).where(items.c.fetched_at < before))
+    return int(result.rowcount or 0)
+
+
 async def prune_bands(conn: AsyncConnection, before: datetime) -> int:
     """Drop band keys indexed before `before`: they left the dedupe window."""
     result = await conn.execute(sa.delete(item_bands).where(item_bands.c.fetched_at < before))

@@ -8,6 +8,7 @@ replicas starting together agree on who migrates.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -64,6 +65,18 @@ def is_memory(url: URL) -> bool:
     return url.get_backend_name() == SQLITE and url.database in (None, "", ":memory:")
 
 
+def _private_file(path: Path) -> None:
+    """Create the database file (and a missing directory) readable by the owner only.
+
+    The corpus holds what was watched and alerted, which may itself be sensitive; the -wal and
+    -shm files SQLite adds inherit the database file's mode.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+
+
 def create_engine(url: URL) -> AsyncEngine:
     """An engine tuned for its backend; creates a SQLite file's parent directory."""
     if url.get_backend_name() == POSTGRESQL:
@@ -76,7 +89,7 @@ def create_engine(url: URL) -> AsyncEngine:
         kwargs["poolclass"] = StaticPool
     else:
         assert url.database is not None
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(url.database))
     engine = create_async_engine(url, **kwargs)
     memory = is_memory(url)
 

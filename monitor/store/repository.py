@@ -217,6 +217,15 @@ class Store:
         async with self._read() as conn:
             return await corpus.known(conn, feed, guids, urls, hashes, bands=bands, since=since)
 
+    async def prune_items(self, before: datetime) -> int:
+        """Delete items fetched before `before`, with their matches, alerts and deliveries.
+
+        Stories need no pruning: a story is the items that carry its key, so it lasts exactly
+        as long as one of them does. Returns how many items were deleted.
+        """
+        async with self._write() as conn:
+            return await corpus.prune_items(conn, before)
+
     async def prune_bands(self, before: datetime) -> int:
         """Drop near-duplicate band keys indexed before `before`; returns how many."""
         async with self._write() as conn:
