@@ -17,14 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monitor import __version__
-from monitor.config import (
-    ConfigError,
-    Settings,
-    load_config,
-    parse_duration,
-    schema_text,
-    write_starter,
-)
+from monitor.config import ConfigError, Settings, load_config, parse_duration
+from monitor.configschema import schema_text, write_starter
 
 DEFAULT_CONFIG = "config/newsmon.yaml"
 log = logging.getLogger("newsmon")

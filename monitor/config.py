@@ -19,20 +19,13 @@ KiB/MiB/GiB/TiB powers of 1024, as their SI and IEC names say; a bare number is 
 from __future__ import annotations
 
 import glob
-import ipaddress
-import json
 import os
 import re
-import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import time as dt_time
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -44,10 +37,26 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
-from pydantic.json_schema import GenerateJsonSchema
 
 from monitor import __version__, model
-from monitor.configyaml import ConfigProblem, Document, describe, ordered, read_document, validate
+from monitor.configtypes import (
+    APPRISE_URL_SCHEMA,
+    LEVELS,
+    AppriseUrl,
+    Cron,
+    Duration,
+    HttpUrl,
+    Name,
+    Network,
+    QuietHours,
+    Size,
+    TimeZone,
+    check_log_level,
+    hours_of,
+    parse_duration,
+    parse_size,
+)
+from monitor.configyaml import ConfigProblem, Document, ordered, read_document, validate
 from monitor.rules import RuleErrors, compile_rules
 
 __all__ = [
@@ -59,14 +68,10 @@ __all__ = [
     "PollingSettings",
     "RuleSettings",
     "Settings",
-    "json_schema",
     "load_config",
     "load_config_text",
     "parse_duration",
     "parse_size",
-    "schema_text",
-    "starter_config",
-    "write_starter",
 ]
 
 
@@ -76,256 +81,6 @@ class ConfigError(Exception):
     def __init__(self, problems: Sequence[ConfigProblem]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
-
-
-# --- durations and sizes --------------------------------------------------------------------
-
-_DURATION = re.compile(
-    r"(?:(?P<d>\d+(?:\.\d+)?)d)?\s*(?:(?P<h>\d+(?:\.\d+)?)h)?\s*"
-    r"(?:(?P<m>\d+(?:\.\d+)?)m)?\s*(?:(?P<s>\d+(?:\.\d+)?)s)?"
-)
-_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
-def parse_duration(text: str | int | float) -> timedelta:
-    """``"90s"``, ``"5m"``, ``"24h"``, ``"7d"``, ``"1h30m"`` -> timedelta; a number is seconds.
-
-    Units go largest first, each at most once; lower case only, so that ``M`` (month?) is never
-    guessed. Raises ValueError with a message fit for the user.
-    """
-    if isinstance(text, bool):  # bool is an int; `interval: yes` is a mistake, not 1 second
-        raise ValueError(f"invalid duration {text!r} (use 90s, 5m, 24h, 7d)")
-    if isinstance(text, int | float):
-        if text < 0:
-            raise ValueError(f"invalid duration {text!r}: negative")
-        return timedelta(seconds=text)
-    if not isinstance(text, str):
-        raise ValueError(f"expected a duration such as 90s, 5m, 24h, 7d, got {describe(text)}")
-    stripped = text.strip()
-    if re.fullmatch(r"\d+(?:\.\d+)?", stripped):
-        return timedelta(seconds=float(stripped))
-    match = _DURATION.fullmatch(stripped)
-    if not stripped or match is None or not any(match.groupdict().values()):
-        raise ValueError(f"invalid duration {text!r} (use 90s, 5m, 24h, 7d)")
-    seconds = sum(
-        float(value) * _UNIT_SECONDS[unit] for unit, value in match.groupdict().items() if value
-    )
-    return timedelta(seconds=seconds)
-
-
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?", re.IGNORECASE)
-_SIZE_UNITS = {
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
-
-
-def parse_size(text: str | int) -> int:
-    """``"15MB"`` -> 15_000_000, ``"512KiB"`` -> 524_288; a bare number is bytes.
-
-    KB, MB, GB, TB are 1000-based and KiB, MiB, GiB, TiB 1024-based; units ignore case.
-    Raises ValueError with a message fit for the user.
-    """
-    if isinstance(text, bool) or not isinstance(text, int | str):
-        raise ValueError(f"expected a size such as 512KB, 15MB, 1GiB, got {describe(text)}")
-    if isinstance(text, int):
-        if text < 0:
-            raise ValueError(f"invalid size {text!r}: negative")
-        return text
-    match = _SIZE.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"invalid size {text!r} (use 512KB, 15MB, 1GiB)")
-    number, unit = match.groups()
-    try:
-        total = Decimal(number) * _SIZE_UNITS[(unit or "b").lower()]
-    except InvalidOperation as exc:  # pragma: no cover - the pattern admits only decimals
-        raise ValueError(f"invalid size {text!r}") from exc
-    if total != total.to_integral_value():
-        raise ValueError(f"invalid size {text!r}: not a whole number of bytes")
-    return int(total)
-
-
-# --- field types ----------------------------------------------------------------------------
-
-
-def _positive(value: timedelta) -> timedelta:
-    if value <= timedelta(0):
-        raise ValueError("must be longer than 0s")
-    return value
-
-
-def _http_url(value: str) -> str:
-    # The value itself is not echoed: feed URLs may carry access tokens.
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https"):
-        shown = f"'{parts.scheme}'" if parts.scheme else "none"
-        raise ValueError(f"feed url must start with http:// or https:// (scheme: {shown})")
-    if not parts.hostname:
-        raise ValueError("feed url has no host")
-    return value.strip()
-
-
-def _apprise_url(value: str) -> str:
-    if "://" not in value:  # not echoed: channel URLs carry tokens and passwords
-        raise ValueError("channel url must look like scheme://... (an apprise URL or console://)")
-    return value
-
-
-def _network(value: str) -> str:
-    try:
-        return str(ipaddress.ip_network(value.strip()))
-    except ValueError as exc:
-        hint = ""
-        try:
-            hint = f"; did you mean {ipaddress.ip_network(value.strip(), strict=False)}?"
-        except ValueError:
-            pass
-        raise ValueError(
-            f"invalid network {value!r} (use a CIDR such as 10.0.0.0/8){hint}"
-        ) from exc
-
-
-def _timezone(value: str) -> str:
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(
-            f"unknown time zone {value!r} (use an IANA name such as Asia/Tehran)"
-        ) from exc
-    return value
-
-
-# minute, hour, day of month, month, day of week; names as cron spells them.
-_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
-_CRON_NAMES: tuple[dict[str, int], ...] = (
-    {},
-    {},
-    {},
-    {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())},
-    {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())},
-)
-_CRON_FIELD = ("minute", "hour", "day of month", "month", "day of week")
-
-
-def _cron(value: str) -> str:
-    fields = value.split()
-    if len(fields) != 5:
-        raise ValueError(f"expected a 5-field cron line like '0 8 * * *', got {len(fields)} fields")
-    for n, text in enumerate(fields):
-        low, high = _CRON_RANGES[n]
-        for part in text.split(","):
-            base, _, step = part.partition("/")
-            if step and not step.isdigit():
-                raise ValueError(f"bad step {part!r} in the {_CRON_FIELD[n]} field")
-            bounds = [] if base == "*" else base.split("-", 1)
-            for bound in bounds:
-                number = _CRON_NAMES[n].get(bound.lower())
-                if number is None and bound.isdigit():
-                    number = int(bound)
-                if number is None or not low <= number <= high:
-                    raise ValueError(
-                        f"{bound!r} is not valid in the {_CRON_FIELD[n]} field ({low}-{high})"
-                    )
-    return value
-
-
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-def _log_level(value: str) -> str:
-    level = value.upper()
-    if level not in _LEVELS:
-        raise ValueError(f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
-    return level
-
-
-# How the field types read in the JSON Schema (`json_schema()`): the forms a user writes in YAML,
-# not the Python values they become (a timedelta would otherwise show as ISO 8601 "PT30S").
-_NUMBER = r"\d+(\.\d+)?"
-_DURATION_SCHEMA: dict[str, Any] = {
-    "anyOf": [
-        {
-            "type": "string",
-            # The lookahead refuses an empty string; units largest first, as parse_duration.
-            "pattern": rf"^\s*(?=\d)({_NUMBER}|({_NUMBER}d)?\s*({_NUMBER}h)?\s*"
-            rf"({_NUMBER}m)?\s*({_NUMBER}s)?)\s*$",
-            "examples": ["90s", "5m", "24h", "7d", "1h30m"],
-        },
-        {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
-    ],
-}
-_SIZE_SCHEMA: dict[str, Any] = {
-    "anyOf": [
-        {
-            "type": "string",
-            "pattern": rf"^\s*{_NUMBER}\s*([KkMmGgTt][Ii]?[Bb]|[Bb])?\s*$",
-            "examples": ["512KB", "15MB", "1GiB"],
-        },
-        {"type": "integer", "exclusiveMinimum": 0, "description": "bytes"},
-    ],
-}
-_APPRISE_URL_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "pattern": "://"}
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    AfterValidator(_positive),
-    WithJsonSchema(_DURATION_SCHEMA),
-]
-Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0), WithJsonSchema(_SIZE_SCHEMA)]
-Name = Annotated[str, Field(min_length=1)]
-HttpUrl = Annotated[
-    str,
-    AfterValidator(_http_url),
-    WithJsonSchema({"type": "string", "pattern": r"^\s*[Hh][Tt][Tt][Pp][Ss]?://[^/\s]"}),
-]
-AppriseUrl = Annotated[
-    str, Field(min_length=1), AfterValidator(_apprise_url), WithJsonSchema(_APPRISE_URL_SCHEMA)
-]
-Network = Annotated[
-    str, AfterValidator(_network), WithJsonSchema({"type": "string", "examples": ["10.0.0.0/8"]})
-]
-TimeZone = Annotated[
-    str, AfterValidator(_timezone), WithJsonSchema({"type": "string", "examples": ["UTC"]})
-]
-Cron = Annotated[
-    str,
-    AfterValidator(_cron),
-    WithJsonSchema({"type": "string", "pattern": r"^\s*\S+(\s+\S+){4}\s*$"}),
-]
-
-
-_HOURS = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
-
-
-def _quiet_hours(value: str) -> str:
-    if not _HOURS.match(value):
-        raise ValueError(f"expected local hours like '22:00-07:00', got {value!r}")
-    start, end = _hours(value)
-    if start == end:
-        raise ValueError(f"quiet hours {value!r} start and end at the same time")
-    return value
-
-
-def _hours(value: str) -> tuple[dt_time, dt_time]:
-    m = _HOURS.match(value)
-    assert m is not None
-    h1, m1, h2, m2 = (int(g) for g in m.groups())
-    return dt_time(h1, m1), dt_time(h2, m2)
-
-
-QuietHours = Annotated[
-    str,
-    AfterValidator(_quiet_hours),
-    WithJsonSchema({"type": "string", "pattern": _HOURS.pattern, "examples": ["22:00-07:00"]}),
-]
 
 
 class _Section(BaseModel):
@@ -431,8 +186,8 @@ class ChannelSettings(_Section):
         WithJsonSchema(
             {
                 "anyOf": [
-                    _APPRISE_URL_SCHEMA,
-                    {"type": "array", "items": _APPRISE_URL_SCHEMA, "minItems": 1},
+                    APPRISE_URL_SCHEMA,
+                    {"type": "array", "items": APPRISE_URL_SCHEMA, "minItems": 1},
                 ]
             }
         ),
@@ -535,8 +290,8 @@ class Settings(_Section):
     """text: one readable line per event; json: one JSON object per line."""
     log_level: Annotated[
         str,
-        AfterValidator(_log_level),
-        WithJsonSchema({"enum": [*_LEVELS, *(level.lower() for level in _LEVELS)]}),
+        AfterValidator(check_log_level),
+        WithJsonSchema({"enum": [*LEVELS, *(level.lower() for level in LEVELS)]}),
     ] = "INFO"
     """DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)."""
     _config_path: Path = PrivateAttr(default=Path("<string>"))
@@ -582,7 +337,7 @@ class Settings(_Section):
                 timezone=c.timezone or "UTC",
                 digest=c.digest,
                 max_per_hour=c.max_per_hour,
-                quiet_hours=_hours(c.quiet_hours) if c.quiet_hours else None,
+                quiet_hours=hours_of(c.quiet_hours) if c.quiet_hours else None,
             )
             for name, c in self.channels.items()
         }
@@ -859,106 +614,3 @@ def _resolve_sqlite(url: str, base: Path) -> str:
     if not path or path == ":memory:" or path.startswith("file:") or os.path.isabs(path):
         return url
     return prefix + os.path.normpath(base / path) + query
-
-
-# --- the JSON Schema ------------------------------------------------------------------------
-
-SCHEMA_FILE = "newsmon.schema.json"  # beside the config; the YAML's first line points at it
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of the main config file, for editors and other tools.
-
-    Derived from `Settings`: the docstring under each field is its description, unknown keys are
-    refused at every level, durations and sizes are the strings (or numbers) a user writes. It
-    checks the shape only; names referring to each other, rule queries and ${VAR} are
-    `load_config`'s to check. config/newsmon.schema.json is this, written by `newsmon schema`.
-    """
-    schema = Settings.model_json_schema(schema_generator=_SchemaGenerator)
-    for section in [schema, *schema.get("$defs", {}).values()]:
-        required = set(section.get("required", ()))
-        for name, field in section.get("properties", {}).items():
-            # pydantic leaves sections ($ref) untitled; editors show the title on hover.
-            field.setdefault("title", name.replace("_", " ").title())
-            if name not in required and _is_container(field):
-                # An empty mapping or list value (`channels:` with every entry commented out)
-                # is YAML null, and the loader takes it for the default (_empty_means_default).
-                section["properties"][name] = _or_null(field)
-    schema.pop("description", None)  # Settings' docstring speaks to programmers
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "newsmon configuration",
-        "description": "The main newsmon config file (newsmon.yaml). Generated by "
-        "`newsmon schema`; `newsmon check` also checks rule queries and references.",
-        **{k: v for k, v in schema.items() if k != "title"},
-    }
-
-
-def schema_text() -> str:
-    """`json_schema()` as the text of newsmon.schema.json (2-space indent, final newline)."""
-    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
-
-
-class _SchemaGenerator(GenerateJsonSchema):
-    def encode_default(self, dft: Any) -> Any:
-        return super().encode_default(_as_written(dft))
-
-
-def _as_written(value: Any) -> Any:
-    """A default as a user would write it: durations as "30s", sections as mappings."""
-    if isinstance(value, timedelta):
-        return _format_duration(value)
-    if isinstance(value, BaseModel):
-        return {name: _as_written(getattr(value, name)) for name in type(value).model_fields}
-    if isinstance(value, list | tuple):
-        return [_as_written(v) for v in value]
-    return value
-
-
-def _format_duration(value: timedelta) -> str:
-    seconds = value.total_seconds()
-    if seconds != int(seconds):
-        return f"{seconds:g}s"
-    out, rest = "", int(seconds)
-    for unit, size in _UNIT_SECONDS.items():
-        count, rest = divmod(rest, size)
-        if count:
-            out += f"{count}{unit}"
-    return out or "0s"
-
-
-def _is_container(field: dict[str, Any]) -> bool:
-    return "$ref" in field or field.get("type") in ("object", "array")
-
-
-def _or_null(field: dict[str, Any]) -> dict[str, Any]:
-    annotations: dict[str, Any] = {
-        k: field.pop(k) for k in ("title", "description", "default") if k in field
-    }
-    return {"anyOf": [field, {"type": "null"}], **annotations}
-
-
-# --- the starter config ---------------------------------------------------------------------
-
-
-def starter_config() -> str:
-    """The text of the starter config that `newsmon init` writes (monitor/starter.yaml)."""
-    return resources.files("monitor").joinpath("starter.yaml").read_text(encoding="utf-8")
-
-
-def write_starter(directory: Path) -> Path:
-    """Write `directory`/newsmon.yaml from the starter (creating `directory`) and its JSON
-    Schema beside it (newsmon.schema.json); return the config's path.
-
-    Never overwrites: raises FileExistsError (with .filename) when the file exists.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / "newsmon.yaml"
-    with target.open(
-        "x", encoding="utf-8"
-    ) as out:  # "x": the existence check and the create are one step
-        out.write(starter_config())
-    # The starter's first line points editors at this file. It is generated, not edited, so an
-    # older copy (from another newsmon version) is replaced.
-    (directory / SCHEMA_FILE).write_text(schema_text(), encoding="utf-8")
-    return target

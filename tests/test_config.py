@@ -18,9 +18,8 @@ from monitor.config import (
     load_config_text,
     parse_duration,
     parse_size,
-    starter_config,
-    write_starter,
 )
+from monitor.configschema import starter_config, write_starter
 
 REPO = Path(__file__).resolve().parent.parent
 

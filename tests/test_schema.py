@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from monitor.cli import main
-from monitor.config import Settings, json_schema, schema_text, starter_config
+from monitor.config import Settings
+from monitor.configschema import json_schema, schema_text, starter_config
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "config" / "newsmon.schema.json"
