@@ -8,10 +8,12 @@ the rules they matched and the alerts to queue. `plan_update()` turns a fetch ou
 feed's next state (validators, next poll, backoff). Neither does I/O nor reads the clock, so
 both are tested without a network or a database.
 
-What counts as new: an item whose GUID this feed has not stored. What counts as the same story:
-the same canonical URL (any feed), or, for items with enough words, the same content fingerprint.
-What is never alerted: everything of a feed's first poll that is older than the backlog window or
-undated (the baseline), so adding a feed does not flood the channels with its archive.
+What counts as new: an item whose GUID this feed has not stored (or has stored with a text that
+since changed materially: an update). What counts as the same story: the same canonical URL (any
+feed), the same text (this feed; any feed for texts of 12+ words), or a near-duplicate text
+(MinHash, texts of `DedupePolicy.min_words`+ words) — see `decide`. What is never alerted:
+everything of a feed's first poll that is older than the backlog window or undated (the
+baseline), so adding a feed does not flood the channels with its archive.
 """
 
 from __future__ import annotations
