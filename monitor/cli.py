@@ -188,15 +188,15 @@ def _schema(output: str | None) -> int:
 
 
 def _check(settings: Settings, path: str) -> int:
-    from monitor.notify import mask_url, validate_channel_url
+    from monitor.notify import validate_channel
 
     bad = 0
     for name, channel in settings.channel_values().items():
-        for url in channel.urls:
-            reason = validate_channel_url(url)
-            if reason is not None:
-                bad += 1
-                print(f"{path}: channels.{name}: {mask_url(url)}: {reason}", file=sys.stderr)
+        # URLs, format, time zone and template (rendered once per format); the reason is masked.
+        reason = validate_channel(channel)
+        if reason is not None:
+            bad += 1
+            print(f"{path}: channels.{name}: {reason}", file=sys.stderr)
     if bad:
         return 1
     print(

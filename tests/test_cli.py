@@ -199,3 +199,17 @@ def test_rules_test_explain_shows_each_clause(
     assert "Markets" in capsys.readouterr().out
     assert main([*args, "https://nowhere.example/"]) == 1
     assert "no item with GUID or URL" in capsys.readouterr().err
+
+
+def test_check_reports_a_broken_channel_template(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "alert.j2").write_text("{{ item.title }\n")  # unclosed expression
+    config = write(
+        tmp_path / "c.yaml",
+        "feeds: []\nchannels:\n  desk:\n    url: 'json://user:hunter2@127.0.0.1:9/x'\n"
+        "    template: alert.j2\n",
+    )
+    assert main(["--config", str(config), "check"]) == 1
+    err = capsys.readouterr().err
+    assert "channels.desk:" in err and "alert.j2" in err and "hunter2" not in err

@@ -227,6 +227,14 @@ async def test_json_500_is_a_failure_that_says_why(caplog: pytest.LogCaptureFixt
         assert "pa55word" not in text and "hunter2pw" not in text
 
 
+async def test_json_403_is_a_permanent_failure_that_says_why() -> None:
+    async with HookReceiver(answers=[403]) as hook:
+        outcome = await Notifier({"desk": Channel("desk", (hook.url(),))}).send(delivery())
+        assert not outcome.ok and outcome.permanent
+        assert outcome.error is not None and "authentication refused" in outcome.error
+        assert len(hook.posts) == 1
+
+
 async def test_connection_refused_is_a_temporary_failure() -> None:
     notifier = Notifier({"desk": Channel("desk", (f"json://127.0.0.1:{free_port()}/hook",))})
     outcome = await notifier.send(delivery())
@@ -367,6 +375,8 @@ async def test_mailto_with_login_and_envelope_recipients() -> None:
         wrong = Notifier({"mail": Channel("mail", (url.replace("pa55word", "nope0000"),))})
         outcome = await wrong.send(delivery(channel="mail"))
         assert not outcome.ok and outcome.error is not None
+        # SMTP's 535 is email's 401: permanent, so the outbox dead-letters it at once.
+        assert outcome.permanent and "credentials" in outcome.error
         assert "nope0000" not in outcome.error
         assert len(sink.envelopes) == 1
     finally:

@@ -2,15 +2,25 @@
 
     Notifier(channels).send(delivery)   one alert through one channel -> SendOutcome
     render(delivery)                    the alert's (title, body), plain text
+    render_for(channel, delivery)       the alert in the channel's format -> Rendered
+    validate_channel(channel)           URLs, format, time zone and template, for `check`
     OutboxWorker(store, notifier).drain()  claim due deliveries, send, mark sent/failed
 
-Imports only the standard library, apprise and ``monitor.model``; the store is reached
+Imports only the standard library, apprise, Jinja2 and ``monitor.model``; the store is reached
 through the ``OutboxStore`` protocol defined here, never imported.
 """
 
-from .channels import CONSOLE_URL, Notifier, SendOutcome, mask_url, validate_channel_url
+from .channels import (
+    CONSOLE_URL,
+    Notifier,
+    SendOutcome,
+    mask_url,
+    message_id,
+    validate_channel,
+    validate_channel_url,
+)
 from .outbox import DrainReport, OutboxStore, OutboxWorker, next_attempt
-from .render import render
+from .render import Rendered, TemplateProblem, render, render_for
 
 __all__ = [
     "CONSOLE_URL",
@@ -18,9 +28,14 @@ __all__ = [
     "Notifier",
     "OutboxStore",
     "OutboxWorker",
+    "Rendered",
     "SendOutcome",
+    "TemplateProblem",
     "mask_url",
+    "message_id",
     "next_attempt",
     "render",
+    "render_for",
+    "validate_channel",
     "validate_channel_url",
 ]
