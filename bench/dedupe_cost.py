@@ -89,7 +89,7 @@ def records(rng: np.random.Generator, start: int, n: int) -> list[ItemRecord]:
                 f"h{start + i}",
                 f"s:{guid}",
                 baseline=True,
-                joined=False,
+                joined_by=None,
                 signature=sigs[i].astype("<u4").tobytes(),
                 bands=tuple(int(b) for b in bands[i]),
             )

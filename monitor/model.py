@@ -246,9 +246,14 @@ class ItemRecord:
     content_hash: str  # hash of the normalised title and text: recognises re-posts under new ids
     story: str  # the story it joins (an existing one, or its own new one)
     baseline: bool  # stored but never alerted: first poll, too old or undated
-    joined: bool  # True when it joined a story already stored (a copy)
+    joined_by: str | None  # how it joined an earlier story: "url" | "hash" | "near"; None: new
     signature: bytes | None = None  # MinHash signature; None below the near-dup minimum length
     bands: tuple[int, ...] = ()  # its LSH band keys, indexed for the dedupe window
+
+    @property
+    def joined(self) -> bool:
+        """True when the item is a copy of a story seen before (in the store or this batch)."""
+        return self.joined_by is not None
 
 
 @dataclass(frozen=True, slots=True)

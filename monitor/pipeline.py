@@ -233,14 +233,9 @@ def decide(
             matching.run(item, stored.story, revision=fp.content_hash[-12:])
             continue
 
-        story = (
-            (fp.url and story_by_url.get(fp.url))
-            or own_by_hash.get(fp.content_hash)
-            or (fp.substantial and story_by_hash.get(fp.content_hash))
-            or (fp.signature and near.story(fp.signature, fp.bands, policy.threshold))
-            or None
+        story, joined_by = _earlier_story(
+            fp, story_by_url, own_by_hash, story_by_hash, near, policy.threshold
         )
-        joined = story is not None
         story = story or dedupe.story_key(feed.name, item.guid)
         # Later copies in this same batch join this item's story.
         if fp.url:
@@ -254,7 +249,7 @@ def decide(
         baseline = is_baseline(item, first_poll, now, backlog_window)
         records.append(
             ItemRecord(
-                item, fp.url, fp.content_hash, story, baseline, joined, fp.signature, fp.bands
+                item, fp.url, fp.content_hash, story, baseline, joined_by, fp.signature, fp.bands
             )
         )
         if not baseline:
@@ -268,6 +263,28 @@ def decide(
         seen,
         tuple(updates),
     )
+
+
+def _earlier_story(
+    fp: Fingerprint,
+    by_url: Mapping[str, str],
+    own_by_hash: Mapping[str, str],
+    by_hash: Mapping[str, str],
+    near: _NearIndex,
+    threshold: float,
+) -> tuple[str | None, str | None]:
+    """The story an item is a copy of, and by which key: "url", "hash" or "near"."""
+    if fp.url and fp.url in by_url:
+        return by_url[fp.url], "url"
+    if fp.content_hash in own_by_hash:
+        return own_by_hash[fp.content_hash], "hash"
+    if fp.substantial and fp.content_hash in by_hash:
+        return by_hash[fp.content_hash], "hash"
+    if fp.signature:
+        story = near.story(fp.signature, fp.bands, threshold)
+        if story:
+            return story, "near"
+    return None, None
 
 
 class _Matching:

@@ -137,7 +137,7 @@ def test_same_canonical_url_joins_the_stored_story() -> None:
     assert key is not None
     known = KnownState(story_by_url={key: "s:existing"})
     d = run([item("x", "Evin prison: copy", url=url)], known=known)
-    assert d.items[0].story == "s:existing" and d.items[0].joined
+    assert d.items[0].story == "s:existing" and d.items[0].joined_by == "url"
     assert {a.story for a in d.alerts} == {"s:existing"}
 
 
@@ -168,7 +168,7 @@ def test_content_fingerprint_joins_only_substantial_texts_across_feeds() -> None
     assert d.items[0].story != "s:elsewhere" and not d.items[0].joined
     # ...but the same words again in the same feed under a new GUID are a re-post.
     d = run([short], known=KnownState(own_story_by_hash={digest: "s:ours"}))
-    assert d.items[0].story == "s:ours" and d.items[0].joined
+    assert d.items[0].story == "s:ours" and d.items[0].joined_by == "hash"
 
 
 def test_a_feed_rotating_guids_on_short_items_raises_no_alert_storm() -> None:
@@ -350,7 +350,7 @@ def test_a_rewritten_copy_from_another_outlet_joins_the_story() -> None:
         backlog_window=WINDOW,
         dedupe_policy=POLICY,
     )
-    assert d.items[0].story == "s:orig" and d.items[0].joined
+    assert d.items[0].story == "s:orig" and d.items[0].joined_by == "near"
     assert d.items[0].signature is not None and len(d.items[0].bands) == 16
 
 

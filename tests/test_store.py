@@ -55,7 +55,7 @@ def record(
         content_hash=content_hash or f"hash-{feed_name}-{guid}",
         story=story or f"story-{feed_name}-{guid}",
         baseline=False,
-        joined=False,
+        joined_by=None,
     )
 
 
