@@ -31,5 +31,9 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# Longer fuzzing than `make test` runs (5,000 examples a test instead of 200).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q --timeout=3600 tests/test_fuzz.py
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -306,7 +307,7 @@ class Fetcher:
                     seen.add(target)
                     final, answer = str(target), None
         except _Failed as failure:
-            error = str(failure)
+            error = _printable(str(failure))
         except TimeoutError:
             error = f"timeout after {self._policy.timeout:g}s"
         elapsed = loop.time() - started if started is not None else 0.0
@@ -397,6 +398,15 @@ class Fetcher:
                 raise _Failed(too_large)
             body += chunk
         return bytes(body)
+
+
+# Control characters in a reason, which may quote what a server sent (a Location, a bad status
+# line): written as escapes, so a reason is one log line and never a terminal escape sequence.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def _parse(url: str) -> URL:

@@ -26,13 +26,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import xml.sax
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import feedparser
 
@@ -211,14 +212,21 @@ def _entry_date(entry: Any, key: str) -> datetime | None:
     # the odd format its date handlers give up on. dict.get, not entry.get: feedparser's own
     # lookup quietly answers "updated" with the published date (and warns).
     parsed = dict.get(entry, f"{key}_parsed")
+    raw = dict.get(entry, key)
+    if isinstance(raw, str) and _ISO_DAY.match(raw.strip()) and _parse_date(raw) is None:
+        # feedparser carries out-of-range ISO fields over (2024-13-45T99:99:99Z became
+        # 2025-01-01): an impossible date is no date, not some other day.
+        return None
     if parsed is not None:
         try:
             year, month, day, hour, minute, second = parsed[:6]
             return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
         except (TypeError, ValueError):
             pass
-    raw = dict.get(entry, key)
     return _parse_date(raw) if isinstance(raw, str) else None
+
+
+_ISO_DAY = re.compile(r"\d{4}-\d\d-\d\d(?:[T ]|$)")
 
 
 def _describe(exc: object) -> str | None:
@@ -226,7 +234,12 @@ def _describe(exc: object) -> str | None:
         return None
     if isinstance(exc, xml.sax.SAXParseException):
         return f"SAXParseException: {exc.getMessage()} at line {exc.getLineNumber()}"
-    return f"{type(exc).__name__}: {exc}"[:300]
+    return _printable(f"{type(exc).__name__}: {exc}"[:300])
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters written as escapes: fit for one log line."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def _not_a_feed(body: bytes, problem: str | None) -> str:
@@ -262,7 +275,7 @@ def _parse_json_feed(body: bytes, *, feed: str, url: str, max_items: int) -> Par
         # bytes in: json detects UTF-8 (with or without BOM), UTF-16 and UTF-32 itself.
         doc = json.loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
-        return unusable(f"not a feed: invalid JSON: {type(exc).__name__}: {exc}"[:300])
+        return unusable(_printable(f"not a feed: invalid JSON: {type(exc).__name__}: {exc}"[:300]))
     if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
         return unusable("not a feed: JSON without a JSON Feed items list")
 
@@ -395,6 +408,12 @@ def _guid(ident: object, url: str | None, title: str, summary: str) -> str:
     return f"sha1:{digest}"
 
 
+_URL_DROPPED = re.compile("[\t\n\r]")
+_URL_CONTROL = re.compile("[\x00-\x20\x7f-\x9f]")
+# Control characters in a problem message (which may quote the document): shown escaped.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _absolute(base: str, link: object) -> str | None:
     """``link`` resolved against ``base``; None unless the result is an http(s) URL.
 
@@ -402,8 +421,12 @@ def _absolute(base: str, link: object) -> str | None:
     """
     if not isinstance(link, str) or not link.strip():
         return None
+    # As browsers read a link (WHATWG URL): tabs and line breaks inside vanish, and other
+    # control characters and spaces are percent-encoded, so that a link logged or sent in an
+    # alert can neither break a line nor carry a terminal escape sequence.
+    link = _URL_CONTROL.sub(lambda m: quote(m.group()), _URL_DROPPED.sub("", link.strip()))
     try:
-        resolved = urljoin(base, link.strip())
+        resolved = urljoin(base, link)
         parts = urlsplit(resolved)
     except ValueError:  # e.g. an invalid IPv6 literal in the host
         return None

@@ -1,7 +1,9 @@
 """Markup → plain text, for feed titles, summaries and contents.
 
 Built on the standard library's tolerant ``html.parser`` (never on regular expressions over
-HTML). Pure functions, safe from any thread, that never raise on malformed markup.
+HTML). Pure functions, safe from any thread, that never raise on malformed markup. Their output
+holds no control characters but line breaks (none at all in single-line mode): text from a feed
+is data, and must never act on the terminal or log it ends up in.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ _BLOCK = frozenset(
 # Elements that separate words without starting a line (table cells, list-less items).
 _SPACED = frozenset({"td", "th", "img", "input", "label", "option"})
 _WHITESPACE = re.compile(r"\s+")
+# Control characters that are not whitespace (C0, DEL, C1): no text needs them, and in a title
+# they would reach a terminal as escape sequences (ESC [ 2 J clears the screen) or cut a log
+# line. The whitespace controls (tab, line breaks, U+001C-U+001F, NEL) are collapsed instead.
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
 
 
 class _TextExtractor(HTMLParser):
@@ -79,6 +85,7 @@ def _extract(markup: str) -> _TextExtractor:
 
 
 def _collapse(text: str, *, single_line: bool) -> str:
+    text = _CONTROL.sub("", text)
     lines = (" ".join(line.split()) for line in text.splitlines())
     return (" " if single_line else "\n").join(line for line in lines if line)
 
