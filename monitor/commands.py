@@ -206,6 +206,7 @@ async def feeds(settings: Settings) -> int:
 async def alerts(settings: Settings, limit: int) -> int:
     async with await Store.open(settings.database) as store:
         rows = await store.alerts(limit)
+        holds = await store.holds([a.id for a in rows if a.status == "held"])
     _table(
         [
             (a.id, _when(a.created), a.status, a.attempts, a.rule, a.channel, a.feed, a.title)
@@ -214,16 +215,34 @@ async def alerts(settings: Settings, limit: int) -> int:
         ("id", "created", "status", "tries", "rule", "channel", "feed", "title"),
     )
     for a in rows:
+        hold = holds.get(a.id)
+        if a.status == "held" and hold is not None:
+            reason, until = hold
+            print(f"  #{a.id}: held ({_HOLD_REASONS.get(reason, reason)}) until {_when(until)}")
         if a.status != "sent" and a.last_error:
             print(f"  #{a.id}: {a.last_error}")
+    dead = sum(a.status == "dead" for a in rows)
+    if dead:
+        print(f"{dead} dead: `newsmon alerts retry ID` or `newsmon alerts retry --dead` resends")
     return 0
+
+
+# Why a delivery waits, as `newsmon alerts` says it.
+_HOLD_REASONS = {
+    "digest": "for the channel's digest",
+    "quiet": "quiet hours",
+    "rate": "max_per_hour reached; goes in one digest",
+}
 
 
 async def alerts_retry(settings: Settings, delivery_id: int | None, *, dead: bool) -> int:
     async with await Store.open(settings.database) as store:
         count = await store.retry_dead(None if dead else delivery_id, utcnow())
+    if count == 0 and not dead:
+        print(f"no dead alert with id {delivery_id}", file=sys.stderr)
+        return 1
     print(f"{count} alert(s) queued again; a running daemon sends them within seconds")
-    return 0 if count or dead else 1
+    return 0
 
 
 async def stories(settings: Settings, limit: int) -> int:

@@ -40,6 +40,7 @@ from monitor.extract import extract_article
 from monitor.fetch import ACCEPT_PAGE, Fetcher
 from monitor.model import Decision, Feed, FeedState, FeedUpdate, FetchResult, Item
 from monitor.notify import DrainReport, Notifier, OutboxWorker
+from monitor.notify.digest import digest_trigger
 from monitor.parse import ParsedFeed, parse_feed
 from monitor.pipeline import decide, fingerprints, is_baseline, lookup_keys, plan_update
 from monitor.rules import RuleSet, compile_rules
@@ -193,9 +194,18 @@ class Daemon:
 
     def _start_delivery(self) -> None:
         """(Re)build the notifier and outbox worker for the current channels."""
-        self._notifier = Notifier(self._channels, stdout=self._stdout)
+        # A send gets the deadline of one HTTP request (`http.timeout`); the outbox lease is
+        # four of them (two minutes by default), room for a batch's later sends to start. A
+        # replica that dies mid-send frees its rows when the lease runs out.
+        timeout = self._policy.timeout
+        self._notifier = Notifier(self._channels, stdout=self._stdout, timeout=timeout)
         self._worker = OutboxWorker(
-            self.store, self._notifier, owner=self._owner, clock=self._clock
+            self.store,
+            self._notifier,
+            owner=self._owner,
+            clock=self._clock,
+            channels=self._channels,
+            lease=timedelta(seconds=4 * timeout),
         )
 
     async def __aexit__(self, *exc: object) -> None:
@@ -221,6 +231,7 @@ class Daemon:
             if http_before != (self._policy, tuple(settings.http.allow_networks)):
                 await self._replace_fetcher()
             self._start_delivery()
+            self._schedule_digests()
             await self.store.sync_feeds(list(self._feeds.values()), self._clock())
             log.info("reloaded feeds=%d rules=%d", len(self._feeds), len(self._rules.rules))
             return True
@@ -443,6 +454,47 @@ class Daemon:
         if dropped:
             log.info("pruned dedupe index entries=%d", dropped)
 
+    async def send_digest(self, channel: str) -> DrainReport:
+        """A channel's digest time: what is held (and pending) for it leaves as one message.
+
+        On many replicas each one's job fires; the held rows are claimed with leases, so
+        one replica sends the digest and the others find nothing left to send.
+        """
+        report = await self._worker.drain(digests=(channel,))
+        log.info(
+            "digest time channel=%s digests=%d sent=%d retried=%d dead=%d",
+            channel,
+            report.digests,
+            report.sent,
+            report.retried,
+            report.dead,
+        )
+        return report
+
+    def _schedule_digests(self) -> None:
+        """One cron job per channel with ``digest`` (in its time zone), replacing the jobs
+        of the previous configuration. Held rows whose digest time passed while no job ran
+        (a restart) are sent by the next outbox tick: these jobs only make them punctual."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            return
+        for job in scheduler.get_jobs():
+            if job.id.startswith("digest:"):
+                job.remove()
+        for name, channel in self._channels.items():
+            trigger = digest_trigger(channel)
+            if trigger is None:
+                continue
+            scheduler.add_job(
+                self.send_digest,
+                trigger,
+                args=[name],
+                id=f"digest:{name}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+
     def _kick_outbox(self) -> None:
         if self._scheduler is not None and self._scheduler.running:
             job = self._scheduler.get_job("outbox")
@@ -498,6 +550,7 @@ class Daemon:
                 name="watch-config",
             )
         self._scheduler = scheduler
+        self._schedule_digests()
         scheduler.start()
         log.info("running owner=%s", self._owner)
         try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from monitor.model import Channel, Delivery
 from monitor.notify import DrainReport, Notifier, OutboxWorker, next_attempt
+from monitor.notify.digest import FEW, Gate
 from tests.support.receivers import HookReceiver
 from tests.test_notify import delivery
 
@@ -32,39 +34,78 @@ class Clock:
 class Row:
     delivery: Delivery
     due: datetime
-    state: str = "pending"  # pending | sent | dead
+    state: str = "pending"  # pending | held | sent | dead
     attempts: int = 0
     leased_until: datetime | None = None
     errors: list[str] = field(default_factory=list)
     retry_ats: list[datetime | None] = field(default_factory=list)
+    digest: int | None = None
 
 
 class MemoryOutbox:
-    """An OutboxStore in memory, keeping the contract: due rows, leases, counted attempts."""
+    """An OutboxStore in memory, keeping the contract: due rows, leases, counted attempts.
 
-    def __init__(self, deliveries: list[Delivery], *, keeps_leases: bool = True) -> None:
-        self.rows = {d.id: Row(d, due=d.created) for d in deliveries}
-        self.claims: list[list[int]] = []
+    Gates are recorded, not applied (the real store's gating is tested in test_digest.py);
+    rows start held when built with ``held=True``.
+    """
+
+    def __init__(
+        self, deliveries: list[Delivery], *, keeps_leases: bool = True, held: bool = False
+    ) -> None:
+        state = "held" if held else "pending"
+        self.rows = {d.id: Row(d, due=d.created, state=state) for d in deliveries}
+        self.claims: list[list[int]] = []  # of pending rows
+        self.held_claims: list[list[int]] = []
         self.keeps_leases = keeps_leases
+        self.gates: list[Mapping[str, Gate]] = []
 
-    async def claim_deliveries(
-        self, now: datetime, *, limit: int, lease: timedelta, owner: str
+    def _claim(
+        self, state: str, now: datetime, limit: int, lease: timedelta, log: list[list[int]]
     ) -> list[Delivery]:
         due = [
             row
-            for row in sorted(self.rows.values(), key=lambda r: r.delivery.id)
-            if row.state == "pending"
+            for row in sorted(self.rows.values(), key=lambda r: (r.delivery.channel, r.delivery.id))
+            if row.state == state
             and (not self.keeps_leases or row.due <= now)
             and (not self.keeps_leases or row.leased_until is None or row.leased_until <= now)
         ][:limit]
         for row in due:
             row.leased_until = now + lease
-        self.claims.append([row.delivery.id for row in due])
+        log.append([row.delivery.id for row in due])
         return [replace(row.delivery, attempts=row.attempts) for row in due]
+
+    async def claim_deliveries(
+        self,
+        now: datetime,
+        *,
+        limit: int,
+        lease: timedelta,
+        owner: str,
+        gates: Mapping[str, Gate] | None = None,
+    ) -> list[Delivery]:
+        self.gates.append(gates or {})
+        return self._claim("pending", now, limit, lease, self.claims)
+
+    async def claim_held(
+        self,
+        now: datetime,
+        *,
+        limit: int,
+        lease: timedelta,
+        owner: str,
+        gates: Mapping[str, Gate] | None = None,
+    ) -> list[Delivery]:
+        return self._claim("held", now, limit, lease, self.held_claims)
 
     async def mark_sent(self, delivery_id: int, now: datetime) -> None:
         row = self.rows[delivery_id]
         row.state, row.leased_until = "sent", None
+        row.attempts += 1
+
+    async def mark_digest_sent(self, delivery_ids: Sequence[int], now: datetime) -> None:
+        for delivery_id in delivery_ids:
+            await self.mark_sent(delivery_id, now)
+            self.rows[delivery_id].digest = min(delivery_ids)
 
     async def mark_failed(
         self, delivery_id: int, now: datetime, error: str, retry_at: datetime | None
@@ -78,6 +119,12 @@ class MemoryOutbox:
             row.state = "dead"
         else:
             row.due = retry_at
+
+    async def mark_digest_failed(
+        self, delivery_ids: Sequence[int], now: datetime, error: str, retry_at: datetime | None
+    ) -> None:
+        for delivery_id in delivery_ids:
+            await self.mark_failed(delivery_id, now, error, retry_at)
 
 
 def worker(store: MemoryOutbox, notifier: Notifier, clock: Clock, **kw: Any) -> OutboxWorker:
@@ -118,7 +165,7 @@ async def test_retries_until_accepted_then_exactly_one_post() -> None:
 
         assert [p.status for p in hook.posts] == [500, 500, 200]
         assert len(hook.accepted) == 1
-        assert row.state == "sent" and row.attempts == 2
+        assert row.state == "sent" and row.attempts == 3
         assert row.retry_ats == [first_retry, second_retry]
         assert all("500" in e for e in row.errors)
 
@@ -255,3 +302,93 @@ def test_next_attempt_is_pure() -> None:
     first = [next_attempt(n, T0, rng=random.Random(9)) for n in range(1, 10)]
     again = [next_attempt(n, T0, rng=random.Random(9)) for n in range(1, 10)]
     assert first == again
+
+
+# --- held deliveries: digests ------------------------------------------------------------------
+
+
+def story_alert(id: int, channel: str, rule: str = "iran-russia-treaty") -> Delivery:
+    base = alert(id, channel)
+    item = replace(base.item, guid=f"g-{id}", title=f"Story number {id}")
+    return replace(base, item=item, story=f"s-{id}", rule=rule)
+
+
+async def test_a_failed_digest_is_retried_then_all_marked_sent_together() -> None:
+    async with HookReceiver(answers=[500]) as hook:
+        store = MemoryOutbox([story_alert(i, "desk") for i in range(1, 6)], held=True)
+        clock = Clock()
+        channel = Channel("desk", (hook.url(),), digest="0 8 * * *")
+        w = worker(store, Notifier({"desk": channel}), clock, channels={"desk": channel})
+
+        assert await w.drain() == DrainReport(sent=0, retried=5, dead=0)
+        retry_at = {row.due for row in store.rows.values()}
+        assert len(retry_at) == 1 and retry_at.pop() > T0  # one backoff for the whole digest
+        assert all(row.state == "held" and row.attempts == 1 for row in store.rows.values())
+
+        clock.now = store.rows[1].due
+        assert await w.drain() == DrainReport(sent=5, retried=0, dead=0, digests=1)
+        assert await w.drain() == DrainReport(0, 0, 0)
+    assert [p.status for p in hook.posts] == [500, 200]
+    body = hook.accepted[0].body
+    assert "5 alerts" in body["title"]
+    for i in range(1, 6):
+        assert f"Story number {i}" in body["message"]
+    assert {(row.state, row.digest) for row in store.rows.values()} == {("sent", 1)}
+
+
+async def test_a_permanently_failing_digest_is_dead_after_one_attempt() -> None:
+    store = MemoryOutbox([story_alert(i, "desk") for i in range(1, 5)], held=True)
+    channel = Channel("desk", ("nosuch://user:hunter2pw@host/x",), digest="0 8 * * *")
+    w = worker(store, Notifier({"desk": channel}), Clock(), channels={"desk": channel})
+    assert await w.drain() == DrainReport(sent=0, retried=0, dead=4)
+    assert all(r.state == "dead" and r.retry_ats == [None] for r in store.rows.values())
+    assert all("hunter2pw" not in r.errors[0] for r in store.rows.values())
+
+
+@pytest.mark.parametrize(("count", "posts"), [(FEW, FEW), (FEW + 1, 1)])
+async def test_a_few_released_alerts_leave_one_by_one_more_as_one_digest(
+    count: int, posts: int
+) -> None:
+    async with HookReceiver() as hook:
+        store = MemoryOutbox([story_alert(i, "desk") for i in range(1, count + 1)], held=True)
+        channel = Channel("desk", (hook.url(),), quiet_hours=(time(22), time(7)))
+        w = worker(store, Notifier({"desk": channel}), Clock(), channels={"desk": channel})
+        report = await w.drain()
+    assert report.sent == count and report.digests == (1 if posts == 1 else 0)
+    assert len(hook.accepted) == posts
+    assert all(row.state == "sent" for row in store.rows.values())
+
+
+async def test_held_alerts_of_several_channels_make_one_digest_each() -> None:
+    async with HookReceiver() as hook:
+        rows = [story_alert(i, "a") for i in range(1, 5)] + [
+            story_alert(i, "b") for i in range(5, 10)
+        ]
+        store = MemoryOutbox(rows, held=True)
+        channels = {
+            name: Channel(name, (hook.url(f"/{name}"),), digest="0 8 * * *") for name in "ab"
+        }
+        w = worker(store, Notifier(channels), Clock(), channels=channels)
+        assert await w.drain() == DrainReport(sent=9, retried=0, dead=0, digests=2)
+    assert sorted((p.path, p.body["title"]) for p in hook.accepted) == [
+        ("/a", "newsmon digest: 4 alerts"),
+        ("/b", "newsmon digest: 5 alerts"),
+    ]
+
+
+async def test_the_worker_hands_the_store_each_channels_gate() -> None:
+    store = MemoryOutbox([])
+    quiet = Channel("quiet", ("console://",), quiet_hours=(time(7), time(8)), max_per_hour=3)
+    daily = Channel("daily", ("console://",), digest="0 8 * * *", timezone="Asia/Tehran")
+    plain = Channel("plain", ("console://",))
+    channels = {c.name: c for c in (quiet, daily, plain)}
+    w = worker(store, Notifier(channels), Clock(), channels=channels)  # T0 is 07:15 UTC
+    await w.drain()
+    await w.drain(digests=["daily"])
+    scheduled, due_now = store.gates
+    assert scheduled["quiet"] == Gate(quiet_until=T0.replace(hour=8, minute=0), max_per_hour=3)
+    # 08:00 in Tehran (UTC+3:30) is 04:30 UTC: the next one is tomorrow's.
+    assert scheduled["daily"] == Gate(hold_until=datetime(2026, 11, 24, 4, 30, tzinfo=UTC))
+    assert scheduled["plain"] == Gate()
+    assert due_now["daily"].hold_until == T0  # its digest time: what is pending joins it
+    assert due_now["quiet"] == scheduled["quiet"]

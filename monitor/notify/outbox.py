@@ -2,7 +2,10 @@
 
 The store holds the outbox; this module only claims, sends and records:
 
-    claim due rows (with a lease) -> send each through its channel -> mark_sent | mark_failed
+    claim due rows (with a lease; the channels' gates hold some back for a digest)
+        -> send each through its channel -> mark_sent | mark_failed
+    claim held rows whose digest is due (with a lease)
+        -> one digest message per channel -> mark_digest_sent | mark_digest_failed
 
 - **Nothing lost.** A row is marked sent only after its channel accepted the alert. Any
   failure is recorded with the next try time; a crash leaves the row leased, and it is
@@ -12,7 +15,11 @@ The store holds the outbox; this module only claims, sends and records:
   so a slow channel cannot outlive the lease and be sent again by another replica. What
   remains is at-least-once: a crash between the channel's "accepted" and ``mark_sent``, a
   send that timed out here yet reached the service, or a multi-URL channel that partly
-  failed, means one more copy, never a silent loss.
+  failed, means one more copy, never a silent loss. A digest is the same: its rows are
+  marked sent together, in one transaction, only after the channel accepted the message.
+- **Retries.** Transient failures are retried with exponential backoff and jitter, never
+  sooner than a service's Retry-After; a permanent failure (``SendOutcome.permanent``) is
+  dead after that one attempt, and so is any failure after ``max_attempts``.
 """
 
 from __future__ import annotations
@@ -20,14 +27,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import groupby
 from typing import Protocol
 
-from monitor.model import Delivery
+from monitor.model import Channel, Delivery
 
 from .channels import Notifier, SendOutcome
+from .digest import Gate, gate, render_digest, sends_as_digest
 
 __all__ = ["DrainReport", "OutboxStore", "OutboxWorker", "next_attempt"]
 
@@ -42,14 +51,42 @@ class OutboxStore(Protocol):
     """
 
     async def claim_deliveries(
-        self, now: datetime, *, limit: int, lease: timedelta, owner: str
+        self,
+        now: datetime,
+        *,
+        limit: int,
+        lease: timedelta,
+        owner: str,
+        gates: Mapping[str, Gate] | None = None,
     ) -> list[Delivery]:
         """Lease up to ``limit`` rows that are pending and due (next try <= ``now``) and
-        not leased by anyone else until ``now + lease``; return them, oldest first."""
+        not leased by anyone else until ``now + lease``; return them, oldest first.
+
+        ``gates`` by channel: rows a gate holds back (``hold_until``; ``quiet_until`` for
+        alerts not priority high; beyond ``max_per_hour`` messages in the rolling hour)
+        become held until their digest is due, in the same transaction, and are not
+        returned."""
+        ...
+
+    async def claim_held(
+        self,
+        now: datetime,
+        *,
+        limit: int,
+        lease: timedelta,
+        owner: str,
+        gates: Mapping[str, Gate] | None = None,
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` held rows whose digest is due, grouped by channel. Rows of a
+        channel in quiet hours (gate ``quiet_until``) not priority high stay held until then."""
         ...
 
     async def mark_sent(self, delivery_id: int, now: datetime) -> None:
         """The channel accepted the alert: the row leaves the outbox for good."""
+        ...
+
+    async def mark_digest_sent(self, delivery_ids: Sequence[int], now: datetime) -> None:
+        """The channel accepted one digest carrying these rows: all leave the outbox at once."""
         ...
 
     async def mark_failed(
@@ -59,14 +96,21 @@ class OutboxStore(Protocol):
         ``retry_at`` is when it is due again; None means dead, never tried again."""
         ...
 
+    async def mark_digest_failed(
+        self, delivery_ids: Sequence[int], now: datetime, error: str, retry_at: datetime | None
+    ) -> None:
+        """``mark_failed`` for every row of a digest that failed, at once."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class DrainReport:
     """What one ``drain`` did."""
 
-    sent: int  # accepted by their channel and marked sent
-    retried: int  # failed, due again later
-    dead: int  # failed for good (permanent error or too many attempts)
+    sent: int  # alerts accepted by their channel and marked sent (digests' included)
+    retried: int  # alerts failed, due again later
+    dead: int  # alerts failed for good (permanent error or too many attempts)
+    digests: int = 0  # digest messages accepted (each carrying one or more of `sent`)
 
 
 def next_attempt(
@@ -96,10 +140,13 @@ def next_attempt(
 
 
 class OutboxWorker:
-    """Drains the outbox: call ``drain()`` from a scheduler tick (or ``poll --once``).
+    """Drains the outbox: call ``drain()`` from a scheduler tick (or ``poll --once``), and
+    ``drain(digests=[name])`` at a channel's digest times.
 
-    One ``drain`` at a time per worker; several workers (processes, replicas) may drain the
-    same store at once, each under its own ``owner`` name.
+    Drains may overlap (a tick and a digest job): leases keep them off each other's rows.
+    Several workers (processes, replicas) may drain the same store at once, each under its
+    own ``owner`` name. ``channels`` are the configured channels (digest, time zone, quiet
+    hours, max_per_hour); a channel missing there is sent at once, one alert at a time.
     """
 
     def __init__(
@@ -109,14 +156,18 @@ class OutboxWorker:
         *,
         owner: str,
         clock: Callable[[], datetime],
+        channels: Mapping[str, Channel] | None = None,
         lease: timedelta = timedelta(minutes=2),
         batch: int = 50,
         concurrency: int = 8,
         max_attempts: int = 20,
+        digest_max: int = 1000,
         rng: random.Random | None = None,
     ) -> None:
-        if batch < 1 or concurrency < 1 or max_attempts < 1:
-            raise ValueError("batch, concurrency and max_attempts must be at least 1")
+        """``digest_max``: the most alerts one digest message carries; more due at once
+        leave in further digests (a thousand lines is past what anyone reads in one go)."""
+        if batch < 1 or concurrency < 1 or max_attempts < 1 or digest_max < 1:
+            raise ValueError("batch, concurrency, max_attempts and digest_max must be at least 1")
         if lease.total_seconds() <= notifier.timeout:
             # Otherwise a send could still be running when another replica re-claims the row.
             raise ValueError(
@@ -127,56 +178,117 @@ class OutboxWorker:
         self._notifier = notifier
         self._owner = owner
         self._clock = clock
+        self._channels = dict(channels or {})
         self._lease = lease
         self._batch = batch
         self._concurrency = concurrency
         self._max_attempts = max_attempts
+        self._digest_max = digest_max
         self._rng = rng if rng is not None else random.Random()
 
-    async def drain(self) -> DrainReport:
-        """Send every delivery due now; return the counts.
+    def gates(self, now: datetime, digests: Collection[str] = ()) -> dict[str, Gate]:
+        """Every configured channel's gate at ``now``; ``digests``: channels whose digest
+        time is now, so what is pending for them joins this digest."""
+        return {
+            name: gate(channel, now, digest_due=name in digests)
+            for name, channel in self._channels.items()
+        }
 
-        Claims batches of ``batch`` until one comes back short, sending up to
-        ``concurrency`` at once. A delivery is marked sent only when its channel accepted
-        it. A failure is marked with the next try time, or as dead (``retry_at`` None)
-        when the error is permanent or this was attempt ``max_attempts``. A delivery for a
-        channel that is no longer configured is an ordinary temporary failure: a config
-        reload may bring the channel back, and until then the alert waits in the outbox
-        (dead after ``max_attempts``, like any failure). Never raises for a channel's
-        failure; a store error escapes once the sends in flight have finished.
+    async def drain(self, *, digests: Collection[str] = ()) -> DrainReport:
+        """Send every delivery due now, and every digest due now; return the counts.
+
+        First the pending deliveries: claimed in batches of ``batch`` until one comes back
+        short, sent up to ``concurrency`` at once; the store holds back, as it claims, those
+        that the channels' gates say must wait. Then the held deliveries whose digest is
+        due: per channel one digest message (a channel without ``digest`` that has at most
+        ``digest.FEW`` due sends them one by one instead).
+
+        A delivery is marked sent only when its channel accepted it. A failure is marked
+        with the next try time, or as dead (``retry_at`` None) when the error is permanent
+        or this was attempt ``max_attempts``; a failed digest counts for each alert in it.
+        A delivery for a channel that is no longer configured is an ordinary temporary
+        failure: a config reload may bring the channel back, and until then the alert waits
+        in the outbox (dead after ``max_attempts``, like any failure). Never raises for a
+        channel's failure; a store error escapes once the sends in flight have finished.
         """
-        sent = retried = dead = 0
+        totals = [0, 0, 0, 0]  # sent, retried, dead, digests
         handled: set[int] = set()
         limit = asyncio.Semaphore(self._concurrency)
         while True:
             claimed_at = self._clock()
             deliveries = await self._store.claim_deliveries(
-                claimed_at, limit=self._batch, lease=self._lease, owner=self._owner
+                claimed_at,
+                limit=self._batch,
+                lease=self._lease,
+                owner=self._owner,
+                gates=self.gates(claimed_at, digests),
             )
-            fresh = [d for d in deliveries if d.id not in handled]
+            fresh = self._fresh(deliveries, handled)
             if not fresh:
-                # Empty, or a store that handed back rows we already settled in this drain
-                # (a lease it did not keep): stop rather than send them again.
                 break
-            handled.update(d.id for d in fresh)
-            # Start a send only while its whole timeout fits in what is left of the lease.
-            start_by = claimed_at + self._lease - timedelta(seconds=self._notifier.timeout)
-            results = await asyncio.gather(
-                *(self._deliver(d, start_by, limit) for d in fresh), return_exceptions=True
+            await self._gather(
+                [self._deliver(d, self._start_by(claimed_at), limit) for d in fresh], totals
             )
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-                sent += result == "sent"
-                retried += result == "retried"
-                dead += result == "dead"
             if len(deliveries) < self._batch:
                 break
-        return DrainReport(sent=sent, retried=retried, dead=dead)
+        while True:
+            claimed_at = self._clock()
+            held = await self._store.claim_held(
+                claimed_at,
+                limit=self._digest_max,
+                lease=self._lease,
+                owner=self._owner,
+                gates=self.gates(claimed_at, digests),
+            )
+            fresh = self._fresh(held, handled)
+            if not fresh:
+                break
+            start_by = self._start_by(claimed_at)
+            jobs = []
+            for channel, rows in groupby(fresh, key=lambda d: d.channel):
+                group = list(rows)
+                if sends_as_digest(self._channels.get(channel), len(group)):
+                    jobs.append(self._deliver_digest(channel, group, start_by, limit))
+                else:
+                    jobs += [self._deliver(d, start_by, limit) for d in group]
+            await self._gather(jobs, totals)
+            if len(held) < self._digest_max:
+                break
+        sent, retried, dead, digests_sent = totals
+        return DrainReport(sent=sent, retried=retried, dead=dead, digests=digests_sent)
+
+    @staticmethod
+    def _fresh(deliveries: list[Delivery], handled: set[int]) -> list[Delivery]:
+        # A store that hands back rows already settled in this drain (a lease it did not
+        # keep) must not make us send them again: the drain stops instead.
+        fresh = [d for d in deliveries if d.id not in handled]
+        handled.update(d.id for d in fresh)
+        return fresh
+
+    def _start_by(self, claimed_at: datetime) -> datetime:
+        # Start a send only while its whole timeout fits in what is left of the lease.
+        return claimed_at + self._lease - timedelta(seconds=self._notifier.timeout)
+
+    @staticmethod
+    async def _gather(jobs: Sequence[Awaitable[tuple[str, int]]], totals: list[int]) -> None:
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            what, count = result
+            if what == "sent":
+                totals[0] += count
+            elif what == "retried":
+                totals[1] += count
+            elif what == "dead":
+                totals[2] += count
+            elif what == "digest":
+                totals[0] += count
+                totals[3] += 1
 
     async def _deliver(
         self, delivery: Delivery, start_by: datetime, limit: asyncio.Semaphore
-    ) -> str:
+    ) -> tuple[str, int]:
         async with limit:
             if self._clock() > start_by:
                 # Left leased and untouched: it is claimed again when the lease runs out.
@@ -185,13 +297,60 @@ class OutboxWorker:
                     delivery.id,
                     delivery.channel,
                 )
-                return "postponed"
+                return "postponed", 1
             outcome = await self._send(delivery)
             now = self._clock()
             if outcome.ok:
                 await self._store.mark_sent(delivery.id, now)
-                return "sent"
-            return await self._fail(delivery, outcome, now)
+                return "sent", 1
+            return await self._fail(delivery, outcome, now), 1
+
+    async def _deliver_digest(
+        self, channel: str, group: list[Delivery], start_by: datetime, limit: asyncio.Semaphore
+    ) -> tuple[str, int]:
+        ids = [d.id for d in group]
+        async with limit:
+            if self._clock() > start_by:
+                log.info("digest of %d to channel %r postponed: lease too short", len(ids), channel)
+                return "postponed", len(ids)
+            outcome = await self._send_digest(channel, group)
+            now = self._clock()
+            if outcome.ok:
+                await self._store.mark_digest_sent(ids, now)
+                log.info("digest to channel %r sent: %d alerts", channel, len(ids))
+                return "digest", len(ids)
+            attempts = max(d.attempts for d in group) + 1
+            error = outcome.error or "the channel did not accept the digest"
+            if outcome.permanent or attempts >= self._max_attempts:
+                await self._store.mark_digest_failed(ids, now, error, None)
+                log.error(
+                    "digest of %d to channel %r dead after %d attempts: %s",
+                    len(ids),
+                    channel,
+                    attempts,
+                    error,
+                )
+                return "dead", len(ids)
+            retry_at = next_attempt(attempts, now, rng=self._rng, retry_after=outcome.retry_after)
+            await self._store.mark_digest_failed(ids, now, error, retry_at)
+            log.warning(
+                "digest of %d to channel %r failed (attempt %d), retry at %s: %s",
+                len(ids),
+                channel,
+                attempts,
+                retry_at.isoformat(timespec="seconds"),
+                error,
+            )
+            return "retried", len(ids)
+
+    async def _send_digest(self, channel: str, group: list[Delivery]) -> SendOutcome:
+        config = self._channels.get(channel) or Channel(channel, ())
+        try:
+            title, body = render_digest(config, group, self._clock())
+            return await self._notifier.send_text(channel, title, body)
+        except Exception as exc:  # a bug must cost one digest's attempt, not the drain
+            log.exception("digest to channel %r: unexpected error while sending", channel)
+            return SendOutcome(False, f"internal error: {type(exc).__name__}")
 
     async def _send(self, delivery: Delivery) -> SendOutcome:
         try:

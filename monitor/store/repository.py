@@ -19,7 +19,7 @@ this class owns connections, transactions and the SQLite writer lock.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, Self
@@ -82,6 +82,20 @@ async def _bad_values_raise() -> AsyncIterator[None]:
         if isinstance(exc.orig, ValueError):
             raise exc.orig from exc
         raise
+
+
+def _failed(error: str, retry_at: datetime | None) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "attempts": deliveries.c.attempts + 1,
+        "last_error": error,
+        "lease_owner": None,
+        "lease_until": None,
+    }
+    if retry_at is None:
+        values["status"] = DEAD
+    else:
+        values["next_attempt_at"] = retry_at
+    return values
 
 
 class Store:
@@ -270,21 +284,60 @@ class Store:
     # --- the outbox ------------------------------------------------------------------------
 
     async def claim_deliveries(
-        self, now: datetime, *, limit: int, lease: timedelta, owner: str
+        self,
+        now: datetime,
+        *,
+        limit: int,
+        lease: timedelta,
+        owner: str,
+        gates: Mapping[str, outbox.Gate] | None = None,
     ) -> list[model.Delivery]:
-        """Lease up to `limit` due pending deliveries to `owner` until ``now + lease``.
+        """Lease up to `limit` due pending deliveries to send now to `owner` until ``now + lease``.
 
         Due: pending, ``next_attempt_at <= now``, no live lease; earliest due first. Each
         comes with its item, the rule's match on it (None if none was stored) and ``also``:
         one copy per other feed that stored an item of the same story, earliest first (by
         publication, else fetch time). On PostgreSQL concurrent claimers skip each other's
         locked rows.
+
+        `gates` (by channel name; a channel without one is never held) hold rows back in the
+        same transaction instead of returning them: to 'held' until ``hold_until`` (hold
+        'digest'); else, for an alert without priority high, until ``quiet_until`` ('quiet');
+        else, beyond ``max_per_hour`` messages of the channel in the rolling hour before
+        `now` (a digest counts once, leased pending rows count as sent), until that hour is
+        over and at least an hour after the channel's last digest ('rate'). Rate-limited
+        claims are serialised across replicas (PostgreSQL advisory lock). A claim that holds
+        what it looks at keeps looking, up to ``outbox.MAX_SCANS`` batches of `limit`.
         """
         if limit <= 0:
             return []
         async with self._write() as conn:
             return await outbox.claim(
-                conn, self.dialect, now, limit=limit, lease=lease, owner=owner
+                conn, self.dialect, now, limit=limit, lease=lease, owner=owner, gates=gates or {}
+            )
+
+    async def claim_held(
+        self,
+        now: datetime,
+        *,
+        limit: int,
+        lease: timedelta,
+        owner: str,
+        gates: Mapping[str, outbox.Gate] | None = None,
+    ) -> list[model.Delivery]:
+        """Lease up to `limit` held deliveries whose digest is due (``next_attempt_at <= now``,
+        no live lease) to `owner` until ``now + lease``, with the same details as
+        :meth:`claim_deliveries`, ordered by channel, then due time, then id.
+
+        A row whose channel's gate has ``quiet_until`` and whose alert is not priority high
+        is not returned but held on until then ('quiet'). On PostgreSQL concurrent claimers
+        skip each other's locked rows, so one replica sends a given digest.
+        """
+        if limit <= 0:
+            return []
+        async with self._write() as conn:
+            return await outbox.claim_held(
+                conn, self.dialect, now, limit=limit, lease=lease, owner=owner, gates=gates or {}
             )
 
     async def mark_sent(self, delivery_id: int, now: datetime) -> None:
@@ -302,30 +355,48 @@ class Store:
         async with self._write() as conn:
             await outbox.settle(conn, delivery_id, values)
 
+    async def mark_digest_sent(self, delivery_ids: Sequence[int], now: datetime) -> None:
+        """The channel accepted one digest message carrying these deliveries: all 'sent' at
+        `now`, one more attempt each, leases released, in one transaction. They share a
+        digest number (the smallest id), so the hourly limit counts them as one message.
+        Ids that no longer exist (pruned meanwhile) are skipped."""
+        if not delivery_ids:
+            return
+        values = {
+            "status": SENT,
+            "sent_at": now,
+            "attempts": deliveries.c.attempts + 1,
+            "lease_owner": None,
+            "lease_until": None,
+            "digest": min(delivery_ids),
+        }
+        async with self._write() as conn:
+            await outbox.settle_many(conn, delivery_ids, values)
+
+    async def mark_digest_failed(
+        self, delivery_ids: Sequence[int], now: datetime, error: str, retry_at: datetime | None
+    ) -> None:
+        """A digest message failed: as :meth:`mark_failed` for each delivery, in one
+        transaction; held rows stay held (due again at `retry_at`) unless dead."""
+        async with self._write() as conn:
+            await outbox.settle_many(conn, delivery_ids, _failed(error, retry_at))
+
     async def mark_failed(
         self, delivery_id: int, now: datetime, error: str, retry_at: datetime | None
     ) -> None:
         """An attempt failed with `error`: retry at `retry_at`, or give up ('dead') when None.
 
-        Either way one more attempt is counted and the lease released. `now` is the time of
-        the failure (nothing stores it yet). Raises ``LookupError`` for an unknown id.
+        Either way one more attempt is counted and the lease released; a held delivery stays
+        held. `now` is the time of the failure (nothing stores it yet). Raises
+        ``LookupError`` for an unknown id.
         """
-        values: dict[str, Any] = {
-            "attempts": deliveries.c.attempts + 1,
-            "last_error": error,
-            "lease_owner": None,
-            "lease_until": None,
-        }
-        if retry_at is None:
-            values["status"] = DEAD
-        else:
-            values["next_attempt_at"] = retry_at
         async with self._write() as conn:
-            await outbox.settle(conn, delivery_id, values)
+            await outbox.settle(conn, delivery_id, _failed(error, retry_at))
 
     async def retry_dead(self, delivery_id: int | None, now: datetime) -> int:
-        """Put a dead delivery (None: every dead one) back in the outbox, due at `now`.
+        """Put a dead delivery (None: every dead one) back in the outbox, pending at `now`.
 
+        Pending, not held: the channel's gates decide afresh whether it waits for a digest.
         Its attempts restart from 0 so that the sender's retry budget applies afresh; its
         last error is kept. Returns how many were revived (0 for an id that is not dead).
         """
@@ -333,9 +404,15 @@ class Store:
             return await outbox.revive(conn, delivery_id, now)
 
     async def outbox_depth(self) -> int:
-        """Pending deliveries, due or not."""
+        """Deliveries waiting in the outbox: pending (due or not) and held."""
         async with self._read() as conn:
             return await outbox.depth(conn)
+
+    async def holds(self, alert_ids: Collection[int]) -> dict[int, tuple[str, datetime]]:
+        """For each of `alert_ids` whose delivery is held: (why, when its digest is due).
+        Why: 'digest', 'quiet' or 'rate'."""
+        async with self._read() as conn:
+            return await outbox.holds(conn, alert_ids)
 
     # --- reports ---------------------------------------------------------------------------
 

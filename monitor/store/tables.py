@@ -169,16 +169,25 @@ deliveries = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
     Column("channel", String(200), nullable=False),
-    Column("status", String(10), nullable=False),  # 'pending' | 'sent' | 'dead'
+    Column("status", String(10), nullable=False),  # 'pending' | 'held' | 'sent' | 'dead'
     Column("attempts", Integer, nullable=False),
+    # pending: due for an attempt; held: when the digest that will carry it falls due
     Column("next_attempt_at", UTCDateTime, nullable=False),
     Column("lease_owner", String(200)),
     Column("lease_until", UTCDateTime),
     Column("last_error", Text),
     Column("sent_at", UTCDateTime),
     Column("created", UTCDateTime, nullable=False),
+    # Why it was (or is) held for a digest: 'digest' | 'quiet' | 'rate'; NULL: never held (0004).
+    Column("hold", String(10)),
+    # Rows sent in one digest message share this number (the smallest delivery id among
+    # them), so the hourly limit counts messages, not alerts; NULL: sent on its own (0004).
+    Column("digest", Integer),
     UniqueConstraint("alert_id"),
     Index(None, "status", "next_attempt_at"),
+    Index(None, "channel", "sent_at"),  # the hourly limit counts a channel's recent sends (0004)
 )
 
-PENDING, SENT, DEAD = "pending", "sent", "dead"
+PENDING, HELD, SENT, DEAD = "pending", "held", "sent", "dead"
+# Why a delivery is held: the channel's digest cron, its quiet hours, its max_per_hour.
+HOLD_DIGEST, HOLD_QUIET, HOLD_RATE = "digest", "quiet", "rate"

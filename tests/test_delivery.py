@@ -1,0 +1,310 @@
+"""Delivery a desk can rely on, with real parts: a real SMTP server and webhook receivers on
+127.0.0.1, the real store, and real `newsmon run` processes killed with SIGKILL.
+
+- SMTP down for a while: every alert arrives once it is back, each once.
+- A webhook answering 500 then 200: one delivery. 401: dead after one attempt; then
+  `newsmon alerts retry --dead` delivers it once.
+- The daemon SIGKILLed before the channel accepted anything: after a restart every alert is
+  delivered, none twice. SIGKILLed between the channel's acceptance and the commit: every
+  alert delivered, the one in flight at most twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from monitor import model
+from monitor.model import Channel
+from monitor.notify import DrainReport, Notifier, OutboxWorker
+from monitor.store import Store
+from tests.support.feedserver import FeedServer
+from tests.support.receivers import HookReceiver, MailReceiver
+from tests.test_e2e import REPO, Entry, newsmon, rss
+from tests.test_store import feed, matched, ok, record
+
+T0 = datetime(2026, 11, 23, 7, 15, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def queue(store: Store, count: int, channel: str) -> None:
+    """`count` stored items, each with one pending alert for `channel`, due at T0."""
+    await store.sync_feeds([feed("wire")], T0)
+    recs = [record("wire", f"{n}", title=f"Evin prison report {n}") for n in range(count)]
+    await store.apply(
+        model.Decision(
+            feed="wire",
+            items=tuple(recs),
+            matches=tuple(matched(r) for r in recs),
+            alerts=tuple(
+                model.Alert("treaty", channel, r.story, "wire", r.item.guid) for r in recs
+            ),
+        ),
+        ok("wire", T0),
+    )
+
+
+def make_worker(store: Store, channel: Channel, clock: Clock) -> OutboxWorker:
+    return OutboxWorker(
+        store,
+        Notifier({channel.name: channel}, timeout=5),
+        owner="test",
+        clock=clock,
+        channels={channel.name: channel},
+        rng=random.Random(11),
+    )
+
+
+# --- in one process, real servers ------------------------------------------------------------
+
+
+async def test_smtp_down_for_a_while_then_every_alert_arrives_once(store: Store) -> None:
+    mail = MailReceiver()  # its port reserved, nothing listening yet: connections refused
+    url = f"mailto://127.0.0.1:{mail.port}?from=newsmon@example.org&to=desk@example.org"
+    clock = Clock()
+    worker = make_worker(store, Channel("mail", (url,)), clock)
+    await queue(store, 4, "mail")
+
+    assert await worker.drain() == DrainReport(sent=0, retried=4, dead=0)
+    clock.now += timedelta(seconds=30)  # the first retry is due after exactly the floor
+    assert await worker.drain() == DrainReport(sent=0, retried=4, dead=0)
+    assert await store.outbox_depth() == 4
+
+    with mail:
+        clock.now += timedelta(seconds=60)  # the second retry: within [30, 60] s
+        assert await worker.drain() == DrainReport(sent=4, retried=0, dead=0)
+        clock.now += timedelta(hours=2)
+        assert await worker.drain() == DrainReport(0, 0, 0)
+        messages = await mail.wait_for(4, timeout=5)
+    subjects = sorted(str(m["Subject"]) for m in messages)
+    assert subjects == [f"Evin prison report {n}" for n in range(4)]
+    assert {a.status for a in await store.alerts()} == {"sent"}
+
+
+async def test_webhook_500_then_200_is_one_delivery(store: Store) -> None:
+    async with HookReceiver(answers=[500]) as hook:
+        clock = Clock()
+        worker = make_worker(store, Channel("hook", (hook.url(),)), clock)
+        await queue(store, 1, "hook")
+        assert await worker.drain() == DrainReport(sent=0, retried=1, dead=0)
+        clock.now += timedelta(seconds=30)
+        assert await worker.drain() == DrainReport(sent=1, retried=0, dead=0)
+        clock.now += timedelta(hours=2)
+        assert await worker.drain() == DrainReport(0, 0, 0)
+    assert [p.status for p in hook.posts] == [500, 200]
+    (row,) = await store.alerts()
+    assert (row.status, row.attempts) == ("sent", 2)
+
+
+async def test_401_is_a_dead_letter_then_retry_dead_delivers_once(tmp_path: Path) -> None:
+    database = tmp_path / "newsmon.db"
+    async with HookReceiver(answers=[401]) as hook:
+        config = tmp_path / "newsmon.yaml"
+        config.write_text(
+            f"database: sqlite:///{database}\n"
+            "feeds:\n  - name: wire\n    url: https://wire.example/feed\n"
+            f"channels:\n  hook:\n    url: {hook.url()}\n"
+            "rules:\n  - name: treaty\n    query: treaty\n"
+        )
+        clock = Clock()
+        async with await Store.open(f"sqlite:///{database}") as store:
+            worker = make_worker(store, Channel("hook", (hook.url(),)), clock)
+            await queue(store, 1, "hook")
+            # One attempt, then dead: retrying cannot fix refused credentials.
+            assert await worker.drain() == DrainReport(sent=0, retried=0, dead=1)
+            clock.now += timedelta(days=1)
+            assert await worker.drain() == DrainReport(0, 0, 0)
+
+        code, out, err = await newsmon(config, "alerts")
+        assert code == 0, err
+        assert " dead " in out and "401" in out and "alerts retry --dead" in out, out
+        code, out, err = await newsmon(config, "alerts", "retry", "--dead")
+        assert code == 0 and "1 alert(s) queued again" in out, out + err
+
+        async with await Store.open(f"sqlite:///{database}") as store:
+            assert await store.retry_dead(None, clock.now) == 0  # nothing dead is left
+            worker = make_worker(store, Channel("hook", (hook.url(),)), clock)
+            assert await worker.drain() == DrainReport(sent=1, retried=0, dead=0)
+            clock.now += timedelta(days=1)
+            assert await worker.drain() == DrainReport(0, 0, 0)
+            (row,) = await store.alerts()
+            assert (row.status, row.attempts) == ("sent", 1)  # the retry budget starts afresh
+    assert [p.status for p in hook.posts] == [401, 200]
+
+
+# --- a real daemon, killed -------------------------------------------------------------------
+
+ITEMS = [Entry(f"evin-{n}", f"Evin prison report {n}") for n in range(3)]
+TITLES = {e.title for e in ITEMS}
+
+
+class Desk:
+    """A webhook endpoint that SIGKILLs the daemon posting to it on its first post.
+
+    ``accepts_first``: the first post is recorded as accepted (the channel took it; the
+    daemon dies before it can commit that), else it and every post until ``reopen()``
+    are refused unrecorded (the daemon dies before the channel accepted anything). Its
+    answer to the killing post comes only after the daemon is dead.
+    """
+
+    def __init__(self, *, accepts_first: bool) -> None:
+        self.accepts_first = accepts_first
+        self.accepted: list[str] = []
+        self.victim: int | None = None
+        self.killed: str | None = None  # the title of the post that killed the daemon
+        self.down = not accepts_first
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    def reopen(self) -> None:
+        self.down = False
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        title = (await request.json())["title"]
+        if self.victim is not None:
+            os.kill(self.victim, signal.SIGKILL)
+            self.victim = None
+            self.killed = title
+            if self.accepts_first:
+                self.accepted.append(title)
+            await asyncio.sleep(0.5)  # answer late: the daemon is gone by then
+            return web.json_response({"ok": self.accepts_first})
+        if self.down:
+            return web.json_response({"ok": False}, status=503)
+        self.accepted.append(title)
+        return web.json_response({"ok": True})
+
+    async def __aenter__(self) -> Desk:
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def feeds() -> AsyncIterator[FeedServer]:
+    async with FeedServer() as server:
+        server.add("/wire.xml", rss(ITEMS, datetime.now(UTC)))
+        yield server
+
+
+def daemon_config(tmp_path: Path, server: FeedServer, desk: Desk) -> Path:
+    config = tmp_path / "newsmon.yaml"
+    config.write_text(
+        f"""
+database: sqlite:///{tmp_path / "newsmon.db"}
+http:
+  timeout: 1s          # also a send's deadline: the outbox lease is 4 s, so a restart is quick
+  allow_private_networks: true
+polling:
+  interval: 1s
+feeds:
+  - name: wire
+    url: {server.url("/wire.xml")}
+channels:
+  desk:
+    url: json://127.0.0.1:{desk.port}/hook
+rules:
+  - name: evin
+    query: '"evin prison"'
+"""
+    )
+    return config
+
+
+async def start(config: Path, log: Path) -> asyncio.subprocess.Process:
+    # The log goes to a file, not a pipe: the daemon's worker processes inherit the pipe,
+    # and asyncio waits for every pipe to close before it reports a SIGKILLed parent gone.
+    with log.open("ab") as sink:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "monitor",
+            "--config",
+            str(config),
+            "run",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=sink,
+            cwd=REPO,
+        )
+
+
+async def crash_and_restart(tmp_path: Path, server: FeedServer, desk: Desk) -> Counter[str]:
+    """Run the daemon until the desk kills it, restart it, wait for every alert; return how
+    many times the desk accepted each title."""
+    config = daemon_config(tmp_path, server, desk)
+    log = tmp_path / "daemon.log"
+    first = await start(config, log)
+    desk.victim = first.pid
+    try:
+        await asyncio.wait_for(first.wait(), 30)
+    finally:
+        if first.returncode is None:
+            first.kill()
+    assert first.returncode == -signal.SIGKILL, log.read_text()
+    assert desk.killed in TITLES
+    desk.reopen()
+
+    async with await Store.open(f"sqlite:///{tmp_path / 'newsmon.db'}") as store:
+        assert len(await store.alerts()) == len(TITLES)  # queued before the crash
+        second = await start(config, log)
+        try:
+            # The killed daemon's leases (4 s) run out, then an outbox tick (5 s) sends.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                running = log.read_text().count("INFO newsmon running") == 2
+                if running and {a.status for a in await store.alerts()} == {"sent"}:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(1.5)  # more ticks and polls: nothing else may arrive
+        finally:
+            second.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(second.wait(), 30)
+        assert second.returncode == 0, log.read_text()
+        assert [a.status for a in await store.alerts()] == ["sent"] * len(TITLES)
+    return Counter(desk.accepted)
+
+
+@pytest.mark.slow
+async def test_killed_before_the_channel_accepted_every_alert_arrives_once(
+    tmp_path: Path, feeds: FeedServer
+) -> None:
+    async with Desk(accepts_first=False) as desk:
+        counts = await crash_and_restart(tmp_path, feeds, desk)
+    assert counts == Counter(TITLES)  # every alert, none twice
+
+
+@pytest.mark.slow
+async def test_killed_between_acceptance_and_commit_at_most_one_duplicate(
+    tmp_path: Path, feeds: FeedServer
+) -> None:
+    async with Desk(accepts_first=True) as desk:
+        counts = await crash_and_restart(tmp_path, feeds, desk)
+    assert set(counts) == TITLES and max(counts.values()) <= 2
+    # The alert whose acceptance the daemon never recorded is sent again: at least once.
+    assert counts[desk.killed or ""] == 2
