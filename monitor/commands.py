@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from monitor.articles import with_article_text
 from monitor.config import Settings
 from monitor.dedupe import canonical_url
 from monitor.extract import extract_article
@@ -20,7 +21,7 @@ from monitor.model import Item, Match, Rule
 from monitor.notify import Notifier, mask_url
 from monitor.parse import parse_feed
 from monitor.rules import RuleSet, compile_rules, format_explanation
-from monitor.scheduler import Daemon, utcnow, with_article_text
+from monitor.scheduler import Daemon, utcnow
 from monitor.store import Store
 
 

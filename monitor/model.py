@@ -211,6 +211,7 @@ class NearCandidate:
 
     story: str
     signature: bytes  # its MinHash signature, to confirm the similarity before joining
+    bands: tuple[int, ...] = ()  # the band keys it shares with the batch (all when empty)
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,7 +134,9 @@ class _NearIndex:
     def __init__(self, candidates: Sequence[NearCandidate]) -> None:
         self._by_band: dict[int, list[NearCandidate]] = {}
         for candidate in candidates:
-            self.add(candidate, dedupe.band_keys(candidate.signature))
+            # The store says which bands matched; recomputing them (~45 µs a candidate) was
+            # a third of a cold run's time in bench/speed.py.
+            self.add(candidate, candidate.bands or dedupe.band_keys(candidate.signature))
 
     def add(self, candidate: NearCandidate, bands: Sequence[int]) -> None:
         for band in bands:

@@ -20,24 +20,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import glob
 import logging
-import multiprocessing
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TextIO
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from monitor.articles import with_article_text
 from monitor.config import ConfigError, Settings, load_config
-from monitor.extract import extract_article
-from monitor.fetch import ACCEPT_PAGE, Fetcher
+from monitor.fetch import Fetcher
 from monitor.model import Decision, Feed, FeedState, FeedUpdate, FetchResult, Item
 from monitor.notify import DrainReport, Notifier, OutboxWorker
 from monitor.notify.digest import digest_trigger
@@ -45,6 +41,8 @@ from monitor.parse import ParsedFeed, parse_feed
 from monitor.pipeline import decide, fingerprints, is_baseline, lookup_keys, plan_update
 from monitor.rules import RuleSet, compile_rules
 from monitor.store import Store
+from monitor.watch import Snapshot, snapshot_files, watch_files
+from monitor.workers import WorkerError, WorkerPool
 
 log = logging.getLogger("newsmon")
 
@@ -60,26 +58,10 @@ PRUNE_EVERY = timedelta(hours=1)
 # Time given to in-flight polls and deliveries after SIGTERM before they are cancelled. Under
 # systemd's default TimeoutStopSec (90 s), with margin.
 STOP_GRACE = timedelta(seconds=45)
-# How often the config and rule files are looked at: a stat of a handful of files, and the bound
-# on how long an edit takes to apply.
-WATCH_TICK = timedelta(seconds=1)
-# A change is applied once the files stayed the same this long: an editor's save (write to a
-# temporary file, rename) or copying a directory of rule files takes several steps, and reading
-# half of them would only report problems that are gone a moment later.
-WATCH_SETTLE = timedelta(seconds=0.3)
-
-# Every watched file by path: (inode, size, mtime in ns). The inode catches an editor that saves
-# by renaming a new file into place within one mtime tick.
-Snapshot = dict[str, tuple[int, int, int]]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _quiet_worker() -> None:
-    # Ctrl-C reaches the whole process group; the parent decides when workers stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,38 +75,6 @@ class PollOutcome:
     not_modified: bool = False
     error: str | None = None
     elapsed: float = 0.0
-
-
-async def with_article_text(fetcher: Fetcher, item: Item, executor: Executor | None = None) -> Item:
-    """`item` with the main text of its article page, or with `text_problem` saying why not.
-
-    Extraction (tens of milliseconds of CPU) runs in `executor` (the daemon's worker
-    processes), or in a thread when None. Never raises for a page's failure.
-    """
-    if not item.url:
-        return replace(item, text_problem="no link to an article page")
-    result = await fetcher.fetch(item.url, accept=ACCEPT_PAGE)
-    if result.body is None:
-        problem = result.error or f"HTTP {result.status}"
-        log.warning("article fetch failed feed=%s url=%s error=%s", item.feed, item.url, problem)
-        return replace(item, text_problem=problem)
-    job = functools.partial(
-        extract_article, result.body, url=result.final_url, headers=dict(result.headers)
-    )
-    article = await asyncio.get_running_loop().run_in_executor(executor, job)
-    if not article.text:
-        problem = article.problem or "no main text found"
-        log.warning("article text missing feed=%s url=%s problem=%s", item.feed, item.url, problem)
-        return replace(item, text_problem=problem)
-    # The feed's own title, author and date stand; the page's fill what the feed left empty.
-    return replace(
-        item,
-        text=article.text,
-        text_problem=article.problem,
-        title=item.title or article.title or "",
-        author=item.author or article.author or "",
-        published=item.published or article.published,
-    )
 
 
 class Daemon:
@@ -170,17 +120,12 @@ class Daemon:
         self._fetcher = await stack.enter_async_context(
             Fetcher(self._policy, allow_networks=self._settings.http.allow_networks)
         )
-        # feedparser takes tens of milliseconds per feed and holds the GIL: parsing runs in
-        # worker processes so the loop keeps fetching. forkserver, because forking a process that
-        # runs threads (aiosqlite, apprise) can copy a held lock into the child.
-        workers = max(1, min(4, (os.cpu_count() or 2)))
-        executor = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("forkserver"),
-            initializer=_quiet_worker,
+        # feedparser takes tens of milliseconds per feed and holds the GIL: parsing, article
+        # extraction and signatures run in worker processes so the loop keeps fetching, each
+        # task bounded in time and memory so a hostile document cannot hang or exhaust us.
+        self._workers = await stack.enter_async_context(
+            WorkerPool(workers=max(1, min(4, os.cpu_count() or 2)))
         )
-        stack.callback(executor.shutdown, wait=True, cancel_futures=True)
-        self._executor = executor
         self._start_delivery()
         await self.store.sync_feeds(list(self._feeds.values()), self._clock())
         log.info(
@@ -338,9 +283,7 @@ class Daemon:
             log.warning("feed truncated feed=%s dropped=%d", feed.name, parsed.truncated)
         policy = self._dedupe
         # MinHash signatures cost ~0.5 ms an item: computed in the workers, like parsing.
-        prints = await asyncio.get_running_loop().run_in_executor(
-            self._executor, fingerprints, items, policy
-        )
+        prints = await self._workers.run(fingerprints, items, policy)
         keys = lookup_keys(items, prints)
         # known -> decide -> apply as one exclusive ingest: a copy of this story polled at the
         # same moment from another feed (or by another replica) waits, then joins our story.
@@ -398,21 +341,24 @@ class Daemon:
             if i.guid not in known.seen_guids and not is_baseline(i, first, now, window)
         ]
         done = await asyncio.gather(
-            *(with_article_text(self._fetcher, i, self._executor) for i in wanted)
+            *(with_article_text(self._fetcher, i, self._workers) for i in wanted)
         )
         by_guid = {i.guid: i for i in done}
         return tuple(by_guid.get(i.guid, i) for i in items)
 
     async def _parse(self, feed: Feed, result: FetchResult) -> ParsedFeed:
+        """The feed's items; a parse stopped by its limits is the feed's problem, not ours."""
         assert result.body is not None
-        job = functools.partial(
-            parse_feed,
-            result.body,
-            feed=feed.name,
-            url=result.final_url,
-            headers=dict(result.headers),
-        )
-        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+        try:
+            return await self._workers.run(
+                parse_feed,
+                result.body,
+                feed=feed.name,
+                url=result.final_url,
+                headers=dict(result.headers),
+            )
+        except WorkerError as exc:
+            return ParsedFeed(title="", link=None, items=(), version="", problem=str(exc))
 
     def _log_poll(
         self, feed: Feed, result: FetchResult, update: FeedUpdate, *, new: int, alerts: int
@@ -574,58 +520,3 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.deliver(), timeout=STOP_GRACE.total_seconds())
         log.info("stopped")
-
-
-# --- watching the configuration ---------------------------------------------------------------
-
-
-def snapshot_files(config_path: str, patterns: Sequence[str]) -> Snapshot:
-    """The config file and every file the `rule_files` patterns match, as `load_config` finds
-    them (relative to the config's directory). A missing file is simply absent."""
-    base = Path(config_path).parent.absolute()
-    paths = [config_path]
-    for pattern in patterns:
-        paths += glob.glob(os.path.join(base, pattern), recursive=True)
-    found: Snapshot = {}
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        found[path] = (st.st_ino, st.st_size, st.st_mtime_ns)
-    return found
-
-
-async def watch_files(
-    look: Callable[[], Snapshot],
-    changed: Callable[[], Awaitable[object]],
-    *,
-    tick: float = WATCH_TICK.total_seconds(),
-    settle: float = WATCH_SETTLE.total_seconds(),
-) -> None:
-    """Await `changed()` each time `look()` returns something new that then holds for `settle`.
-
-    Polls every `tick` seconds until cancelled; `look` runs in a thread (a recursive glob over a
-    large tree must not stall polls). A change made while `changed()` runs is seen on the next
-    look, never lost: the snapshot compared against is the one taken before it ran. An exception
-    from `changed()` is logged and watching goes on.
-    """
-    seen = await asyncio.to_thread(look)
-    while True:
-        await asyncio.sleep(tick)
-        current = await asyncio.to_thread(look)
-        if current == seen:
-            continue
-        while True:  # wait until the files hold still
-            await asyncio.sleep(settle)
-            again = await asyncio.to_thread(look)
-            if again == current:
-                break
-            current = again
-        if current == seen:  # changed and changed back
-            continue
-        seen = current
-        try:
-            await changed()
-        except Exception:
-            log.exception("reload after a file change failed")

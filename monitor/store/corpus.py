@@ -7,6 +7,7 @@ transactions and states the contracts.
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from datetime import datetime
@@ -21,9 +22,12 @@ from monitor.store import dialect
 from monitor.store.rows import Applied
 from monitor.store.tables import PENDING, alerts, deliveries, item_bands, items, matches
 
-# At most this many near-duplicate candidates are read for one batch. A band shared by more
-# stored items than this is a template (a daily calendar, a recurring column), not a story.
-MAX_NEAR_CANDIDATES = 2000
+log = logging.getLogger("newsmon")
+
+# At most this many near-duplicate candidates are read for one batch (50 items share ~800
+# band keys). Texts of one outlet's template (a daily calendar) can make a band common; past
+# this bound the newest candidates are kept and a warning says recall may suffer.
+MAX_NEAR_CANDIDATES = 20_000
 
 
 async def known(
@@ -60,10 +64,11 @@ async def known(
 async def _near(
     conn: AsyncConnection, bands: Collection[int], since: datetime | None
 ) -> tuple[model.NearCandidate, ...]:
-    found: dict[int, model.NearCandidate] = {}
+    found: dict[int, tuple[str, bytes]] = {}
+    matched: dict[int, list[int]] = {}
     for batch in dialect.chunks(set(bands)):
         query = (
-            select(items.c.id, items.c.story, items.c.signature)
+            select(items.c.id, items.c.story, items.c.signature, item_bands.c.band)
             .select_from(item_bands.join(items, items.c.id == item_bands.c.item_id))
             .where(item_bands.c.band.in_(batch), items.c.signature.is_not(None))
             .order_by(item_bands.c.fetched_at.desc())
@@ -72,10 +77,15 @@ async def _near(
         if since is not None:
             query = query.where(item_bands.c.fetched_at >= since)
         for row in await conn.execute(query):
-            found.setdefault(row.id, model.NearCandidate(row.story, row.signature))
-            if len(found) >= MAX_NEAR_CANDIDATES:
-                return tuple(found.values())
-    return tuple(found.values())
+            found.setdefault(row.id, (row.story, row.signature))
+            matched.setdefault(row.id, []).append(row.band)
+        if len(found) >= MAX_NEAR_CANDIDATES:
+            log.warning("near-duplicate candidates capped at %d", MAX_NEAR_CANDIDATES)
+            break
+    return tuple(
+        model.NearCandidate(story, signature, tuple(matched[item_id]))
+        for item_id, (story, signature) in found.items()
+    )
 
 
 async def store(
