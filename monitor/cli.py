@@ -19,6 +19,7 @@ from pathlib import Path
 from monitor import __version__
 from monitor.config import ConfigError, Settings, load_config, parse_duration
 from monitor.configschema import schema_text, write_starter
+from monitor.logs import configure_logging
 
 DEFAULT_CONFIG = "config/newsmon.yaml"
 log = logging.getLogger("newsmon")
@@ -90,18 +91,6 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    # Libraries chatty at INFO (and urllib3 at DEBUG prints request lines with their query
-    # strings, where tokens live); their failures still come through as warnings.
-    for name in ("apprise", "aiohttp.access", "apscheduler", "alembic", "urllib3"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def _load(path: str) -> Settings | None:
     try:
         return load_config(path)
@@ -136,7 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = _load(config_path)
     if settings is None:
         return 1
-    _setup_logging(getattr(args, "log_level", None) or settings.log_level)
+    # One line per event, text or JSON; hostile feed text is defused and URLs masked in them.
+    configure_logging(getattr(args, "log_level", None) or settings.log_level, settings.log_format)
 
     if args.command == "check":
         return _check(settings, config_path)

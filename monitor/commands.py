@@ -17,6 +17,7 @@ from monitor.config import Settings
 from monitor.dedupe import canonical_url
 from monitor.extract import extract_article
 from monitor.fetch import Fetcher
+from monitor.health import assess_all
 from monitor.model import Item, Match, Rule
 from monitor.notify import Notifier, mask_url
 from monitor.parse import parse_feed
@@ -187,20 +188,31 @@ def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:
 
 
 async def feeds(settings: Settings) -> int:
+    """Feed health as the daemon judges it: ok, failing or silent past `expect_update`."""
+    now = utcnow()
     async with await Store.open(settings.database) as store:
-        states = await store.feed_states()
-    rows = [
-        (
-            s.name,
-            "disabled" if s.disabled_reason else ("failing" if s.error_count else "ok"),
-            _when(s.last_success),
-            _when(s.next_poll),
-            s.error_count,
-            s.disabled_reason or s.last_error or "",
+        states = {s.name: s for s in await store.feed_states()}
+        newest = await store.last_new_items()
+    report = assess_all(
+        settings.feed_values(), states.values(), now, observed_since=now, last_new_items=newest
+    )
+    rows = []
+    for health in report:
+        state = states.get(health.feed)
+        rows.append(
+            (
+                health.feed,
+                health.state,
+                _when(state.last_success if state else None),
+                _when(newest.get(health.feed)),
+                _when(state.next_poll if state else None),
+                state.error_count if state else 0,
+                health.reason or (state.last_error if state else None) or "",
+            )
         )
-        for s in states
-    ]
-    _table(rows, ("feed", "state", "last success", "next poll", "errors", "reason"))
+    _table(
+        rows, ("feed", "state", "last success", "last new item", "next poll", "errors", "reason")
+    )
     return 0
 
 

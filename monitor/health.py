@@ -78,12 +78,15 @@ def assess(
         return FeedHealth(feed.name, "disabled", reason=state.disabled_reason)
     limit = feed.expect_update
     success = state.last_success if state is not None else None
+    # A feed never heard from is judged from when it was configured (stored, so a restart does
+    # not make it look new), or failing that from when this process started watching.
+    watched = (state.created if state is not None else None) or observed_since
     if state is not None and state.error_count > 0:
-        since = success or observed_since
+        since = success or watched
         if now - since > limit:
             return FeedHealth(feed.name, "failing", since, state.last_error or "polls fail")
     heard = last_new_item or success
-    since = heard or observed_since
+    since = heard or watched
     if now - since > limit:
         what = "no new item" if last_new_item is not None else "no successful poll"
         when = f"since {heard.isoformat(timespec='minutes')}" if heard else "yet"

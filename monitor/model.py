@@ -45,6 +45,7 @@ class FeedState:
     last_error: str | None  # reason of the last failure, for `newsmon feeds`
     polls: int  # successful polls so far; 0 means the next one is the baseline poll
     disabled_reason: str | None = None  # set when the server said 410 Gone
+    created: datetime | None = None  # when the feed was first configured (health's baseline)
 
 
 @dataclass(frozen=True, slots=True)

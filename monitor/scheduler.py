@@ -24,7 +24,8 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
@@ -34,6 +35,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from monitor.articles import with_article_text
 from monitor.config import ConfigError, Settings, load_config
 from monitor.fetch import Fetcher
+from monitor.health import FeedHealth, assess_all, counts, newly_unwell
+from monitor.metrics import Metrics, poll_outcome
 from monitor.model import Decision, Feed, FeedState, FeedUpdate, FetchResult, Item
 from monitor.notify import DrainReport, Notifier, OutboxWorker
 from monitor.notify.digest import digest_trigger
@@ -41,7 +44,9 @@ from monitor.parse import ParsedFeed, parse_feed
 from monitor.pipeline import decide, fingerprints, is_baseline, lookup_keys, plan_update
 from monitor.rules import RuleSet, compile_rules
 from monitor.store import Store
+from monitor.systemd import SystemdNotify, Watchdog, watchdog_interval
 from monitor.watch import Snapshot, snapshot_files, watch_files
+from monitor.web import WebServer, start_web
 from monitor.workers import WorkerError, WorkerPool
 
 log = logging.getLogger("newsmon")
@@ -55,6 +60,9 @@ OUTBOX_TICK = timedelta(seconds=5)
 # How often index entries older than the dedupe window are dropped: the window is days long,
 # so an hour's lag is nothing, and each run is one indexed DELETE.
 PRUNE_EVERY = timedelta(hours=1)
+# How often feed health (failing, silent) and the outbox depth are looked at: cheap queries,
+# and a feed's `expect_update` is days, so half a minute of lag is nothing.
+HEALTH_EVERY = timedelta(seconds=30)
 # Time given to in-flight polls and deliveries after SIGTERM before they are cancelled. Under
 # systemd's default TimeoutStopSec (90 s), with margin.
 STOP_GRACE = timedelta(seconds=45)
@@ -97,6 +105,10 @@ class Daemon:
         self._background: set[asyncio.Task[None]] = set()  # keeps fire-and-forget tasks alive
         self._scheduler: AsyncIOScheduler | None = None
         self._reloading = asyncio.Lock()  # SIGHUP and the file watcher: one reload at a time
+        self.metrics = Metrics()
+        self._started = clock()
+        self._last_cycle: datetime | None = None  # end of the last claim of due feeds
+        self._health: dict[str, FeedHealth] = {}  # the last look, to announce changes once
         self._configure(settings)
 
     # --- life cycle -------------------------------------------------------------------------
@@ -151,7 +163,12 @@ class Daemon:
             clock=self._clock,
             channels=self._channels,
             lease=timedelta(seconds=4 * timeout),
+            on_outcome=self._delivered,
         )
+
+    def _delivered(self, channel: str, state: str, alerts: int) -> None:
+        if state in ("sent", "retried", "dead"):
+            self.metrics.alert(channel, state, alerts)  # type: ignore[arg-type]
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
@@ -225,10 +242,12 @@ class Daemon:
         """Claim due feeds up to the free concurrency and start their polls; do not wait."""
         free = self._policy.concurrency - len(self._in_flight)
         if free <= 0:
+            self._last_cycle = self._clock()  # busy is alive
             return
         states = await self.store.claim_due_feeds(
             self._clock(), limit=free, lease=self._lease, owner=self._owner
         )
+        self._last_cycle = self._clock()
         for state in states:
             task = asyncio.create_task(self.poll_feed(state), name=f"poll:{state.name}")
             self._in_flight[state.name] = task
@@ -247,6 +266,7 @@ class Daemon:
             outcome = await self._poll(feed, state, started)
         except Exception as exc:  # a bug, not a feed problem: keep the daemon and the feed going
             log.exception("poll failed feed=%s", feed.name)
+            self.metrics.poll("error", None, 0.0)
             failed = FetchResult(state.url, state.url, None, None, error=f"internal error: {exc!r}")
             update = plan_update(feed, state, failed, now=started)
             with contextlib.suppress(Exception):
@@ -261,6 +281,7 @@ class Daemon:
         if result.not_modified or not result.ok or result.body is None:
             update = plan_update(feed, state, result, now=now)
             await self.store.apply(Decision(feed.name), update)
+            self.metrics.poll(poll_outcome(result, update), result.status, result.elapsed)
             self._log_poll(feed, result, update, new=0, alerts=0)
             return PollOutcome(
                 feed.name,
@@ -296,6 +317,7 @@ class Daemon:
                 bands=keys.bands,
                 since=now - policy.window,
             )
+            deciding = time.perf_counter()
             decision = decide(
                 feed,
                 state,
@@ -308,8 +330,10 @@ class Daemon:
                 dedupe_policy=policy,
                 prints=prints,
             )
+            decided = time.perf_counter() - deciding
             update = plan_update(feed, state, result, now=now, problem=problem)
             applied = await tx.apply(decision, update)
+        self._count(result, update, decision, applied.items, applied.channels, decided)
         self._log_poll(feed, result, update, new=applied.items, alerts=applied.alerts)
         if applied.alerts:
             self._kick_outbox()
@@ -321,6 +345,29 @@ class Daemon:
             error=update.error,
             elapsed=result.elapsed,
         )
+
+    def _count(
+        self,
+        result: FetchResult,
+        update: FeedUpdate,
+        decision: Decision,
+        stored: int,
+        channels: Sequence[str],
+        decided: float,
+    ) -> None:
+        """One parsed poll in the metrics."""
+        m = self.metrics
+        m.poll(poll_outcome(result, update), result.status, result.elapsed)
+        m.items_stored(stored)
+        m.rule_time(decided)  # decide(): rule evaluation dominates it (dedupe is lookups)
+        for match in decision.matches:
+            m.match(match.match.rule)
+        for record in decision.items:
+            m.decision("new_story" if record.joined_by is None else f"joined_{record.joined_by}")  # type: ignore[arg-type]
+        if decision.updates:
+            m.decision("update", len(decision.updates))
+        for channel in channels:
+            m.alert(channel, "queued")
 
     async def _add_article_text(
         self, feed: Feed, state: FeedState, items: tuple[Item, ...], now: datetime
@@ -441,6 +488,60 @@ class Daemon:
                 misfire_grace_time=None,
             )
 
+    # --- health, readiness -------------------------------------------------------------------
+
+    async def database_ok(self) -> bool:
+        """The database answered a trivial query (for /readyz and the systemd watchdog)."""
+        try:
+            await self.store.ping()
+        except Exception:
+            return False
+        return True
+
+    def scheduler_running(self) -> bool:
+        return self._scheduler is not None and self._scheduler.running
+
+    def last_cycle(self) -> datetime | None:
+        return self._last_cycle
+
+    async def check_health(self) -> list[FeedHealth]:
+        """Feed health and outbox depth into the metrics; announce feeds that fell unwell.
+
+        A feed failing or silent for longer than its `expect_update` is logged and, when a
+        channel named `admin` exists, announced there once per episode: the store hands the
+        episode's key to one replica, once, across restarts.
+        """
+        now = self._clock()
+        report = assess_all(
+            self._feeds.values(),
+            await self.store.feed_states(),
+            now,
+            observed_since=self._started,
+            last_new_items=await self.store.last_new_items(),
+        )
+        self.metrics.feed_states(counts(report))
+        self.metrics.outbox_depth(await self.store.outbox_depth())
+        for health in newly_unwell(self._health, report):
+            log.warning(
+                "feed unwell feed=%s state=%s since=%s reason=%s",
+                health.feed,
+                health.state,
+                health.since.isoformat(timespec="minutes") if health.since else "-",
+                health.reason,
+            )
+            if "admin" in self._channels and await self.store.claim_announcement(health.key, now):
+                outcome = await self._notifier.send_text(
+                    "admin",
+                    f"newsmon: feed {health.feed} is {health.state}",
+                    f"Feed {health.feed} is {health.state}: {health.reason}.",
+                )
+                if not outcome.ok:
+                    log.warning(
+                        "admin announcement failed feed=%s error=%s", health.feed, outcome.error
+                    )
+        self._health = {h.feed: h for h in report}
+        return report
+
     def _kick_outbox(self) -> None:
         if self._scheduler is not None and self._scheduler.running:
             job = self._scheduler.get_job("outbox")
@@ -478,6 +579,14 @@ class Daemon:
             next_run_time=utcnow(),
             **common,
         )
+        scheduler.add_job(
+            self.check_health,
+            "interval",
+            seconds=HEALTH_EVERY.total_seconds(),
+            id="health",
+            next_run_time=utcnow(),
+            **common,
+        )
         reloads: set[asyncio.Task[bool]] = set()
         watcher: asyncio.Task[None] | None = None
         if config_path is not None:
@@ -498,10 +607,25 @@ class Daemon:
         self._scheduler = scheduler
         self._schedule_digests()
         scheduler.start()
+        server = await self._start_web()
+        systemd = SystemdNotify.from_env()
+        systemd.ready(status=f"polling {len(self._feeds)} feeds")
+        watchdog: asyncio.Task[None] | None = None
+        interval = watchdog_interval()
+        if interval is not None:
+            # Pinged only while the loop runs (this task) and the database answers.
+            watchdog = asyncio.create_task(
+                Watchdog(systemd, interval, self.database_ok).run(), name="watchdog"
+            )
         log.info("running owner=%s", self._owner)
         try:
             await stop.wait()
         finally:
+            systemd.stopping()
+            if watchdog is not None:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
             log.info("stopping: waiting for %d polls in flight", len(self._in_flight))
             scheduler.shutdown(wait=False)
             self._scheduler = None
@@ -519,4 +643,24 @@ class Daemon:
             # Alerts the last polls queued leave now rather than after the restart.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.deliver(), timeout=STOP_GRACE.total_seconds())
+            if server is not None:
+                await server.stop()
         log.info("stopped")
+
+    async def _start_web(self) -> WebServer | None:
+        """/healthz, /readyz and /metrics, unless `web.enabled` is false.
+
+        An address that cannot be bound is logged and the daemon runs on without the endpoint:
+        alerts matter more than metrics, and a second `newsmon run` on one machine (a test, a
+        manual run beside the service) must not stop the first from alerting.
+        """
+        web = self._settings.web
+        if not web.enabled:
+            return None
+        try:
+            server = await start_web(web, self, self.metrics)
+        except (OSError, ValueError) as error:
+            log.error("web endpoint not started listen=%s error=%s", web.listen, error)
+            return None
+        log.info("serving health and metrics url=%s", server.url)
+        return server

@@ -452,11 +452,6 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="newsmon run does not serve web: nor send READY=1 until the lead wires them "
-    "(remove this mark then)",
-)
 async def test_the_units_command_runs_newsmon_which_notifies_and_serves_healthz(
     credentials: Path, tmp_path: Path
 ) -> None:

@@ -202,7 +202,9 @@ async def test_apply_stores_everything_once(store: Store) -> None:
     await store.sync_feeds([feed("a"), feed("b")], T0)
     r1, r2 = record("a", "1"), record("a", "2", story="shared")
     d = decision("a", r1, r2)
-    assert await store.apply(d, ok("a")) == Applied(items=2, matches=2, alerts=2)
+    assert await store.apply(d, ok("a")) == Applied(
+        items=2, matches=2, alerts=2, channels=("desk", "desk")
+    )
     assert await store.apply(d, ok("a", T0 + MIN)) == Applied(items=0, matches=0, alerts=0)
 
     # Another outlet's copy of the same story, same rule and channel: same key, no new alert.
@@ -271,7 +273,7 @@ async def test_concurrent_applies_on_one_store(store: Store) -> None:
         *(store.claim_due_feeds(T0, limit=1, lease=MIN, owner="x") for _ in range(5)),
         *(store.known(n, ["0"], [], []) for n in names),
     )
-    assert results[:20] == [Applied(5, 5, 5)] * 20
+    assert [(r.items, r.matches, r.alerts) for r in results[:20]] == [(5, 5, 5)] * 20
     assert (await store.counts())["items"] == 100
 
 
@@ -475,6 +477,7 @@ async def test_migrated_schema_equals_tables(store_url: str) -> None:
         "alerts",
         "deliveries",
         "item_bands",
+        "announcements",
     }
 
 
@@ -519,3 +522,11 @@ def test_url_mapping() -> None:
     for bad in ("mysql://u@h/db", "postgresql+psycopg2://u@h/db"):
         with pytest.raises(ValueError, match="unsupported"):
             dialect.async_url(bad)
+
+
+async def test_an_announcement_is_claimed_once_and_health_helpers_answer(store: Store) -> None:
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    await store.ping()
+    assert await store.claim_announcement("feed\x1ffailing\x1f2026-11-20", now)
+    assert not await store.claim_announcement("feed\x1ffailing\x1f2026-11-20", now)
+    assert await store.last_new_items() == {}

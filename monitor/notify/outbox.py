@@ -163,9 +163,12 @@ class OutboxWorker:
         max_attempts: int = 20,
         digest_max: int = 1000,
         rng: random.Random | None = None,
+        on_outcome: Callable[[str, str, int], None] | None = None,
     ) -> None:
         """``digest_max``: the most alerts one digest message carries; more due at once
-        leave in further digests (a thousand lines is past what anyone reads in one go)."""
+        leave in further digests (a thousand lines is past what anyone reads in one go).
+        ``on_outcome(channel, state, alerts)``: told of every settled send, state "sent",
+        "retried" or "dead" (metrics); it must not raise."""
         if batch < 1 or concurrency < 1 or max_attempts < 1 or digest_max < 1:
             raise ValueError("batch, concurrency, max_attempts and digest_max must be at least 1")
         if lease.total_seconds() <= notifier.timeout:
@@ -185,6 +188,7 @@ class OutboxWorker:
         self._max_attempts = max_attempts
         self._digest_max = digest_max
         self._rng = rng if rng is not None else random.Random()
+        self._on_outcome = on_outcome or (lambda _channel, _state, _alerts: None)
 
     def gates(self, now: datetime, digests: Collection[str] = ()) -> dict[str, Gate]:
         """Every configured channel's gate at ``now``; ``digests``: channels whose digest
@@ -302,8 +306,11 @@ class OutboxWorker:
             now = self._clock()
             if outcome.ok:
                 await self._store.mark_sent(delivery.id, now)
-                return "sent", 1
-            return await self._fail(delivery, outcome, now), 1
+                state = "sent"
+            else:
+                state = await self._fail(delivery, outcome, now)
+            self._on_outcome(delivery.channel, state, 1)
+            return state, 1
 
     async def _deliver_digest(
         self, channel: str, group: list[Delivery], start_by: datetime, limit: asyncio.Semaphore
@@ -315,33 +322,46 @@ class OutboxWorker:
                 return "postponed", len(ids)
             outcome = await self._send_digest(channel, group)
             now = self._clock()
-            if outcome.ok:
-                await self._store.mark_digest_sent(ids, now)
-                log.info("digest to channel %r sent: %d alerts", channel, len(ids))
-                return "digest", len(ids)
-            attempts = max(d.attempts for d in group) + 1
-            error = outcome.error or "the channel did not accept the digest"
-            if outcome.permanent or attempts >= self._max_attempts:
-                await self._store.mark_digest_failed(ids, now, error, None)
-                log.error(
-                    "digest of %d to channel %r dead after %d attempts: %s",
-                    len(ids),
-                    channel,
-                    attempts,
-                    error,
-                )
-                return "dead", len(ids)
-            retry_at = next_attempt(attempts, now, rng=self._rng, retry_after=outcome.retry_after)
-            await self._store.mark_digest_failed(ids, now, error, retry_at)
-            log.warning(
-                "digest of %d to channel %r failed (attempt %d), retry at %s: %s",
+            what = await self._settle_digest(channel, group, ids, outcome, now)
+            self._on_outcome(channel, "sent" if what == "digest" else what, len(ids))
+            return what, len(ids)
+
+    async def _settle_digest(
+        self,
+        channel: str,
+        group: list[Delivery],
+        ids: list[int],
+        outcome: SendOutcome,
+        now: datetime,
+    ) -> str:
+        """Mark a digest's rows after its send: "digest" (sent), "dead" or "retried"."""
+        if outcome.ok:
+            await self._store.mark_digest_sent(ids, now)
+            log.info("digest to channel %r sent: %d alerts", channel, len(ids))
+            return "digest"
+        attempts = max(d.attempts for d in group) + 1
+        error = outcome.error or "the channel did not accept the digest"
+        if outcome.permanent or attempts >= self._max_attempts:
+            await self._store.mark_digest_failed(ids, now, error, None)
+            log.error(
+                "digest of %d to channel %r dead after %d attempts: %s",
                 len(ids),
                 channel,
                 attempts,
-                retry_at.isoformat(timespec="seconds"),
                 error,
             )
-            return "retried", len(ids)
+            return "dead"
+        retry_at = next_attempt(attempts, now, rng=self._rng, retry_after=outcome.retry_after)
+        await self._store.mark_digest_failed(ids, now, error, retry_at)
+        log.warning(
+            "digest of %d to channel %r failed (attempt %d), retry at %s: %s",
+            len(ids),
+            channel,
+            attempts,
+            retry_at.isoformat(timespec="seconds"),
+            error,
+        )
+        return "retried"
 
     async def _send_digest(self, channel: str, group: list[Delivery]) -> SendOutcome:
         config = self._channels.get(channel) or Channel(channel, ())

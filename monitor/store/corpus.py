@@ -154,7 +154,13 @@ async def store(
                 for row in new_alerts
             ],
         )
-    return Applied(items=new_items, matches=new_matches, alerts=len(new_alerts), updated=updated)
+    return Applied(
+        items=new_items,
+        matches=new_matches,
+        alerts=len(new_alerts),
+        updated=updated,
+        channels=tuple(row.channel for row in new_alerts),
+    )
 
 
 async def since(conn: AsyncConnection, moment: datetime, limit: int) -> list[model.Item]:

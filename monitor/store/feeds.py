@@ -157,4 +157,5 @@ def _state(row: Row[*tuple[Any, ...]]) -> model.FeedState:
         last_error=row.last_error,
         polls=row.polls,
         disabled_reason=row.disabled_reason,
+        created=row.created,
     )

@@ -14,7 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from monitor.store import dialect
 from monitor.store.rows import AlertRow, StoryRow
-from monitor.store.tables import DEAD, PENDING, SENT, alerts, deliveries, feeds, items, matches
+from monitor.store.tables import (
+    DEAD,
+    PENDING,
+    SENT,
+    alerts,
+    announcements,
+    deliveries,
+    feeds,
+    items,
+    matches,
+)
 
 
 async def alert_log(conn: AsyncConnection, limit: int) -> list[AlertRow]:
@@ -99,3 +109,15 @@ async def counts(conn: AsyncConnection) -> dict[str, int]:
     )
     row = (await conn.execute(stmt)).one()
     return {key: int(value) for key, value in row._asdict().items()}
+
+
+async def last_new_items(conn: AsyncConnection) -> dict[str, datetime]:
+    rows = await conn.execute(
+        select(items.c.feed, func.max(items.c.fetched_at).label("newest")).group_by(items.c.feed)
+    )
+    return {row.feed: row.newest for row in rows}
+
+
+async def claim_announcement(conn: AsyncConnection, backend: str, key: str, now: datetime) -> bool:
+    stmt = dialect.insert_ignore(announcements, ["key"], backend).returning(announcements.c.key)
+    return bool((await conn.execute(stmt, [{"key": key, "created": now}])).all())

@@ -231,6 +231,21 @@ class Store:
         async with self._read() as conn:
             return await corpus.known(conn, feed, guids, urls, hashes, bands=bands, since=since)
 
+    async def ping(self) -> None:
+        """A cheap round trip to the database; raises what the driver raises when it is down."""
+        async with self._read() as conn:
+            await conn.execute(sa.select(1))
+
+    async def last_new_items(self) -> dict[str, datetime]:
+        """For each feed, when its newest item was stored (for "silent" feed health)."""
+        async with self._read() as conn:
+            return await reports.last_new_items(conn)
+
+    async def claim_announcement(self, key: str, now: datetime) -> bool:
+        """True for the first caller with `key` (any process, any replica); False afterwards."""
+        async with self._write() as conn:
+            return await reports.claim_announcement(conn, self.dialect, key, now)
+
     async def prune_items(self, before: datetime) -> int:
         """Delete items fetched before `before`, with their matches, alerts and deliveries.
 

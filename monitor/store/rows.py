@@ -14,6 +14,7 @@ class Applied:
     matches: int
     alerts: int  # each with one pending delivery
     updated: int = 0  # stored items rewritten because their text changed materially
+    channels: tuple[str, ...] = ()  # the channel of each alert inserted
 
 
 @dataclass(frozen=True, slots=True)

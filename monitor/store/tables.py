@@ -191,3 +191,13 @@ deliveries = Table(
 PENDING, HELD, SENT, DEAD = "pending", "held", "sent", "dead"
 # Why a delivery is held: the channel's digest cron, its quiet hours, its max_per_hour.
 HOLD_DIGEST, HOLD_QUIET, HOLD_RATE = "digest", "quiet", "rate"
+
+
+# Announcements made once per episode (feed health on the admin channel), across restarts and
+# replicas: the first to insert the key sends it (0005).
+announcements = Table(
+    "announcements",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("created", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,118 @@
+"""The daemon's operations surface, wired: metrics and readiness from a real running daemon,
+and a feed falling unwell announced once on the `admin` channel, across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.config import load_config_text
+from monitor.scheduler import Daemon
+from tests.support.feedserver import FeedServer
+from tests.support.receivers import HookReceiver
+from tests.test_e2e import Entry, rss
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def test_a_running_daemon_serves_metrics_and_readiness(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    port = free_port()
+    async with FeedServer() as server, HookReceiver() as hook:
+        server.add("/wire.xml", rss([Entry("a", "Fire at Evin prison")], now))
+        config = tmp_path / "c.yaml"
+        config.write_text(
+            f"database: sqlite:///{tmp_path / 'db.sqlite'}\n"
+            "http: {allow_private_networks: true}\npolling: {interval: 1s}\n"
+            f"web: {{listen: '127.0.0.1:{port}'}}\n"
+            f"feeds:\n  - name: wire\n    url: {server.url('/wire.xml')}\n"
+            f"  - name: gone\n    url: {server.url('/missing.xml')}\n"
+            f"channels:\n  hook:\n    url: {hook.url()}\n"
+            "rules:\n  - name: evin\n    query: '\"evin prison\"'\n"
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "monitor",
+            "--config",
+            str(config),
+            "run",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=REPO,
+        )
+        try:
+            await hook.wait_for(1, timeout=30)
+            base = f"http://127.0.0.1:{port}"
+            async with aiohttp.ClientSession() as http:
+                deadline = time.monotonic() + 20
+                while True:
+                    async with http.get(f"{base}/metrics") as r:
+                        metrics = samples(await r.text())
+                    if metrics.get(
+                        ("newsmon_alerts_total", (("channel", "hook"), ("state", "sent")))
+                    ):
+                        break
+                    assert time.monotonic() < deadline, metrics
+                    await asyncio.sleep(0.2)
+                async with http.get(f"{base}/readyz") as r:
+                    assert r.status == 200, await r.text()
+                async with http.get(f"{base}/healthz") as r:
+                    assert r.status == 200
+        finally:
+            proc.terminate()
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, err.decode()
+    assert metrics[("newsmon_polls_total", (("outcome", "ok"),))] >= 1
+    assert metrics[("newsmon_polls_total", (("outcome", "error"),))] >= 1  # the 404 feed
+    assert metrics[("newsmon_http_responses_total", (("class", "4xx"), ("code", "404")))] >= 1
+    assert metrics[("newsmon_items_stored_total", ())] == 1
+    assert metrics[("newsmon_matches_total", (("rule", "evin"),))] == 1
+    assert metrics[("newsmon_dedupe_decisions_total", (("decision", "new_story"),))] == 1
+    assert metrics[("newsmon_alerts_total", (("channel", "hook"), ("state", "queued")))] == 1
+
+
+async def test_an_unwell_feed_is_announced_once_on_admin(tmp_path: Path) -> None:
+    clock = [datetime(2026, 11, 23, 12, 0, tzinfo=UTC)]
+    async with FeedServer() as server, HookReceiver() as admin:
+        settings = load_config_text(
+            f"database: sqlite:///{tmp_path / 'db.sqlite'}\n"
+            "http: {allow_private_networks: true}\nweb: {enabled: false}\n"
+            f"feeds:\n  - name: broken\n    url: {server.url('/missing.xml')}\n"
+            "    expect_update: 1h\n"
+            f"channels:\n  admin:\n    url: {admin.url()}\n"
+        )
+
+        async def look() -> list[str]:
+            async with Daemon(settings, clock=lambda: clock[0]) as daemon:
+                await daemon.poll_once()
+                return [h.state for h in await daemon.check_health()]
+
+        assert await look() == ["ok"]  # failing, but not yet for longer than expect_update
+        clock[0] += timedelta(hours=2)
+        assert await look() == ["failing"]  # announced
+        clock[0] += timedelta(hours=1)
+        assert await look() == ["failing"]  # the same episode after a restart: not again
+    titles = [p.body["title"] for p in admin.accepted]
+    assert titles == ["newsmon: feed broken is failing"], titles
