@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def lines_for(err: str, feed: str) -> list[str]:
-    return [line for line in err.splitlines() if f"feed={feed} " in line]
+    """The log lines about `feed`, values unquoted (the log quotes values holding spaces)."""
+    return [line.replace('"', "") for line in err.splitlines() if f"feed={feed} " in line]
 
 
 def next_poll(line: str) -> datetime:
