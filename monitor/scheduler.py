@@ -63,6 +63,9 @@ PRUNE_EVERY = timedelta(hours=1)
 # How often feed health (failing, silent) and the outbox depth are looked at: cheap queries,
 # and a feed's `expect_update` is days, so half a minute of lag is nothing.
 HEALTH_EVERY = timedelta(seconds=30)
+# Retention runs daily: items are kept for months, so a day's lag is nothing, and one DELETE
+# a day keeps the cascade (matches, alerts, deliveries, band keys) off the busy hours' writes.
+RETENTION_EVERY = timedelta(days=1)
 # Time given to in-flight polls and deliveries after SIGTERM before they are cancelled. Under
 # systemd's default TimeoutStopSec (90 s), with margin.
 STOP_GRACE = timedelta(seconds=45)
@@ -447,6 +450,13 @@ class Daemon:
         if dropped:
             log.info("pruned dedupe index entries=%d", dropped)
 
+    async def apply_retention(self) -> int:
+        """Delete items older than `retention`, with their matches, alerts and deliveries."""
+        dropped = await self.store.prune_items(self._clock() - self._settings.retention)
+        if dropped:
+            log.info("retention pruned items=%d older_than=%s", dropped, self._settings.retention)
+        return dropped
+
     async def send_digest(self, channel: str) -> DrainReport:
         """A channel's digest time: what is held (and pending) for it leaves as one message.
 
@@ -577,6 +587,14 @@ class Daemon:
             seconds=PRUNE_EVERY.total_seconds(),
             id="prune",
             next_run_time=utcnow(),
+            **common,
+        )
+        scheduler.add_job(
+            self.apply_retention,
+            "interval",
+            seconds=RETENTION_EVERY.total_seconds(),
+            id="retention",
+            next_run_time=utcnow() + timedelta(minutes=1),  # not in the start-up rush
             **common,
         )
         scheduler.add_job(

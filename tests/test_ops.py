@@ -116,3 +116,21 @@ async def test_an_unwell_feed_is_announced_once_on_admin(tmp_path: Path) -> None
         assert await look() == ["failing"]  # the same episode after a restart: not again
     titles = [p.body["title"] for p in admin.accepted]
     assert titles == ["newsmon: feed broken is failing"], titles
+
+
+async def test_retention_deletes_items_older_than_configured(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    clock = [now]
+    async with FeedServer() as server:
+        server.add("/wire.xml", rss([Entry("a", "Fire at Evin prison")], now))
+        settings = load_config_text(
+            f"database: sqlite:///{tmp_path / 'db.sqlite'}\n"
+            "http: {allow_private_networks: true}\nweb: {enabled: false}\nretention: 30d\n"
+            f"feeds:\n  - name: wire\n    url: {server.url('/wire.xml')}\n"
+        )
+        async with Daemon(settings, clock=lambda: clock[0]) as daemon:
+            await daemon.poll_once()
+            assert await daemon.apply_retention() == 0
+            clock[0] += timedelta(days=31)
+            assert await daemon.apply_retention() == 1
+            assert (await daemon.store.counts())["items"] == 0
