@@ -1,8 +1,11 @@
 """Feed bytes → normalised :class:`~monitor.model.Item` values.
 
-RSS 0.9x/1.0/2.0 and Atom go through feedparser (which sniffs the encoding, resolves
-``xml:base`` and sanitises embedded HTML); JSON Feed 1.0/1.1, which feedparser does not read,
-is parsed here with :mod:`json`. Either way every item comes out the same shape:
+RSS 0.9x/1.0/2.0 and Atom are read by feedparser-rs when it is installed and the guard in
+:mod:`monitor.parse_fast` trusts its reading, otherwise by feedparser (which sniffs the
+encoding, resolves ``xml:base`` and sanitises embedded HTML); JSON Feed 1.0/1.1, which
+feedparser does not read, is parsed here with :mod:`json`. Both XML readings become the same
+:class:`~monitor.parse_fast.FeedView`, and one set of rules turns that into items, so every
+item comes out the same shape whichever parser read it:
 
 * ``title``, ``summary``, ``content`` and ``author`` are plain text: markup removed,
   entities decoded, ``<script>``/``<style>`` dropped, block elements turned into line breaks,
@@ -37,7 +40,9 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import feedparser
 
+from monitor import parse_fast
 from monitor.model import Item
+from monitor.parse_fast import EntryView, FeedView, Link, Stamp, Text
 from monitor.parse_text import html_to_text, plain_text
 
 __all__ = ["ParseError", "ParsedFeed", "parse_feed"]
@@ -54,6 +59,7 @@ class ParsedFeed:
     problem: str | None  # why the document was malformed (yet maybe usable), or not a feed at all
     truncated: int = 0  # entries dropped by max_items
     duplicates: int = 0  # entries dropped because an earlier entry had the same guid
+    parser: str = "feedparser"  # which parser read it: "fast" (feedparser-rs) or "feedparser"
 
 
 class ParseError(Exception):
@@ -70,6 +76,7 @@ def parse_feed(
     url: str,
     headers: Mapping[str, str] | None = None,
     max_items: int = 1000,
+    fast: bool = True,
 ) -> ParsedFeed:
     """Parse one fetched document into items of the feed named ``feed``.
 
@@ -81,6 +88,9 @@ def parse_feed(
 
     Never raises on bad input (malformed XML, wrong encodings, HTML pages, random bytes,
     an empty body): an unusable document gives ``items=()`` and ``problem`` set.
+
+    ``fast=False`` keeps feedparser-rs out of it (feedparser reads every XML document); the
+    items are meant to be the same either way, only slower.
     """
     if not body.strip():
         return ParsedFeed(
@@ -89,6 +99,13 @@ def parse_feed(
     lowered = {k.lower(): v for k, v in (headers or {}).items()}
     if _looks_like_json(body, lowered.get("content-type", "")):
         return _parse_json_feed(body, feed=feed, url=url, max_items=max_items)
+    if fast:
+        fast_read = parse_fast.read(body, lowered)
+        view = fast_read.view
+        # A date string that neither feedparser-rs nor _parse_date can read: feedparser's
+        # date handlers know more formats, and it decides.
+        if view is not None and not any(map(_unreadable_dates, view.entries)):
+            return _parsed_feed(view, feed=feed, base=url, max_items=max_items, parser="fast")
     return _parse_xml_feed(body, feed=feed, url=url, headers=lowered, max_items=max_items)
 
 
@@ -131,53 +148,132 @@ def _parse_xml_feed(
         return ParsedFeed(
             title="", link=None, items=(), version="", problem=_not_a_feed(body, problem)
         )
-
-    base = headers.get("content-location") or url
-    # Atom entries inherit the feed's author (RFC 4287 §4.2.1); RSS has no such rule.
-    inherited = _author_name(meta) if version.startswith("atom") else ""
-
-    def items() -> Iterable[tuple[int, Item | None]]:
-        for index, entry in enumerate(entries):
-            # An entry without a single element is no item: feedparser makes such phantoms
-            # out of illegally nested markup (real-feeds/illegally-nested.xml has ten).
-            if not isinstance(entry, dict) or not entry:
-                yield index, None
-            else:
-                yield index, _item_from_entry(entry, feed=feed, base=base, inherited=inherited)
-
-    kept, duplicates, truncated = _collect(items(), len(entries), max_items)
-    return ParsedFeed(
-        title=_detail_text(meta.get("title"), meta.get("title_detail"), single_line=True),
-        link=_absolute(base, meta.get("link")),
-        items=kept,
+    view = FeedView(
+        title=_fp_text(meta.get("title"), meta.get("title_detail")),
+        link=_fp_string(meta.get("link")),
+        author=_fp_author(meta),
         version=version,
         problem=problem,
-        truncated=truncated,
-        duplicates=duplicates,
+        # An entry without a single element is no item: feedparser makes such phantoms out
+        # of illegally nested markup (real-feeds/illegally-nested.xml has ten).
+        entries=tuple(_fp_entry(e) if isinstance(e, dict) and e else None for e in entries),
+    )
+    base = headers.get("content-location") or url
+    return _parsed_feed(view, feed=feed, base=base, max_items=max_items, parser="feedparser")
+
+
+def _fp_entry(entry: dict[str, Any]) -> EntryView:
+    """feedparser's entry (a dict of whatever a hostile document made) as the common view."""
+    ident = entry.get("id")
+
+    def stamp(key: str) -> Stamp:
+        # dict.get, not entry.get: feedparser's own lookup quietly answers "updated" with
+        # the published date (and warns).
+        parsed = dict.get(entry, f"{key}_parsed")
+        raw = dict.get(entry, key)
+        return Stamp(
+            tuple(parsed[:6]) if isinstance(parsed, tuple) else None,
+            raw if isinstance(raw, str) else None,
+        )
+
+    return EntryView(
+        title=_fp_text(entry.get("title"), entry.get("title_detail")),
+        summary=_fp_text(entry.get("summary"), entry.get("summary_detail")),
+        contents=tuple(
+            text
+            for part in _dicts(entry.get("content"))
+            if (text := _fp_text(part.get("value"), part)) is not None
+        ),
+        links=tuple(
+            Link(
+                link["href"],
+                _fp_string(link.get("rel", "alternate")) or "",
+                _fp_string(link.get("type", "text/html")) or "",
+            )
+            for link in _dicts(entry.get("links"))
+            if isinstance(link.get("href"), str)
+        ),
+        link=_fp_string(entry.get("link")),
+        id=str(ident) if ident else None,
+        author=_fp_author(entry),
+        published=stamp("published"),
+        created=stamp("created"),
+        updated=stamp("updated"),
     )
 
 
-def _item_from_entry(entry: Any, *, feed: str, base: str, inherited: str) -> Item:
-    title = _detail_text(entry.get("title"), entry.get("title_detail"), single_line=True)
-    summary = _detail_text(entry.get("summary"), entry.get("summary_detail"))
+def _fp_text(value: object, detail: object) -> Text | None:
+    if not isinstance(value, str) or not value:
+        return None
+    # The *_detail dict can be stale: a nested <image><title> overwrites title_detail but
+    # not title. Its type counts only when it describes this very value.
+    plain = (
+        isinstance(detail, dict)
+        and detail.get("value") == value
+        and detail.get("type") == "text/plain"
+    )
+    return Text(value, plain)
+
+
+def _fp_author(node: dict[str, Any]) -> str | None:
+    details = _dicts([node.get("author_detail")])
+    return _fp_string((details[0].get("name") if details else None) or node.get("author"))
+
+
+def _fp_string(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+# --- the common view → items: the same rules whichever parser read the document -----------
+
+
+def _parsed_feed(
+    view: FeedView, *, feed: str, base: str, max_items: int, parser: str
+) -> ParsedFeed:
+    # Atom entries inherit the feed's author (RFC 4287 §4.2.1); RSS has no such rule.
+    inherited = _name(view.author) if view.version.startswith("atom") else ""
+
+    def items() -> Iterable[tuple[int, Item | None]]:
+        for index, entry in enumerate(view.entries):
+            if entry is None:
+                yield index, None
+            else:
+                yield index, _item_from_view(entry, feed=feed, base=base, inherited=inherited)
+
+    kept, duplicates, truncated = _collect(items(), len(view.entries), max_items)
+    return ParsedFeed(
+        title=_clean(view.title, single_line=True),
+        link=_absolute(base, view.link),
+        items=kept,
+        version=view.version,
+        problem=view.problem,
+        truncated=truncated,
+        duplicates=duplicates,
+        parser=parser,
+    )
+
+
+def _item_from_view(entry: EntryView, *, feed: str, base: str, inherited: str) -> Item:
+    title = _clean(entry.title, single_line=True)
+    summary = _clean(entry.summary)
     content = ""
-    for part in _dicts(entry.get("content")):
-        text = _detail_text(part.get("value"), part)
+    for part in entry.contents:
+        text = _clean(part)
         if len(text) > len(content):
             content = text
     if content == summary:
         content = ""
     url = _absolute(base, _alternate_link(entry))
-    published = _entry_date(entry, "published") or _entry_date(entry, "created")
-    updated = _entry_date(entry, "updated")
+    published = _stamp_date(entry.published) or _stamp_date(entry.created)
+    updated = _stamp_date(entry.updated)
     return Item(
         feed=feed,
-        guid=_guid(entry.get("id"), url, title, summary),
+        guid=_guid(entry.id, url, title, summary),
         url=url,
         title=title,
         summary=summary,
         content=content,
-        author=_author_name(entry) or inherited,
+        author=_name(entry.author) or inherited,
         # An entry that only says when it was last updated (common in Atom, where
         # <published> is optional) is dated by that: "undated" would keep it from alerting.
         published=published or updated,
@@ -185,45 +281,53 @@ def _item_from_entry(entry: Any, *, feed: str, base: str, inherited: str) -> Ite
     )
 
 
-def _alternate_link(entry: Any) -> str | None:
+def _alternate_link(entry: EntryView) -> str | None:
     """The entry's link to its article: an HTML alternate first, then any alternate."""
-    alternates = [
-        link
-        for link in _dicts(entry.get("links"))
-        if link.get("rel", "alternate") == "alternate" and isinstance(link.get("href"), str)
-    ]
+    alternates = [link for link in entry.links if link.rel == "alternate"]
     for link in alternates:
-        if link.get("type", "text/html") in ("text/html", "application/xhtml+xml"):
-            return str(link["href"])
+        if link.type in ("text/html", "application/xhtml+xml"):
+            return link.href
     if alternates:
-        return str(alternates[0]["href"])
-    link = entry.get("link")
-    return link if isinstance(link, str) else None
+        return alternates[0].href
+    return entry.link
 
 
-def _author_name(node: Any) -> str:
-    details = _dicts([node.get("author_detail")])
-    name = (details[0].get("name") if details else None) or node.get("author")
-    return plain_text(name, single_line=True) if isinstance(name, str) else ""
+def _name(raw: str | None) -> str:
+    return plain_text(raw, single_line=True) if raw else ""
 
 
-def _entry_date(entry: Any, key: str) -> datetime | None:
-    # feedparser's *_parsed values are UTC struct_times; the raw string is the fallback for
-    # the odd format its date handlers give up on. dict.get, not entry.get: feedparser's own
-    # lookup quietly answers "updated" with the published date (and warns).
-    parsed = dict.get(entry, f"{key}_parsed")
-    raw = dict.get(entry, key)
-    if isinstance(raw, str) and _ISO_DAY.match(raw.strip()) and _parse_date(raw) is None:
+def _clean(text: Text | None, *, single_line: bool = False) -> str:
+    """Plain text of a value, read as HTML unless the parser typed it text/plain."""
+    if text is None:
+        return ""
+    if text.plain:
+        return plain_text(text.value, single_line=single_line)
+    return html_to_text(text.value, single_line=single_line)
+
+
+def _stamp_date(stamp: Stamp) -> datetime | None:
+    # The parsers' *_parsed values are UTC; the raw string is the fallback for the odd
+    # format their date handlers give up on.
+    raw = stamp.raw
+    if raw is not None and _ISO_DAY.match(raw.strip()) and _parse_date(raw) is None:
         # feedparser carries out-of-range ISO fields over (2024-13-45T99:99:99Z became
         # 2025-01-01): an impossible date is no date, not some other day.
         return None
-    if parsed is not None:
+    if stamp.parsed is not None:
         try:
-            year, month, day, hour, minute, second = parsed[:6]
+            year, month, day, hour, minute, second = stamp.parsed[:6]
             return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
         except (TypeError, ValueError):
             pass
-    return _parse_date(raw) if isinstance(raw, str) else None
+    return _parse_date(raw) if raw is not None else None
+
+
+def _unreadable_dates(entry: EntryView | None) -> bool:
+    """Whether the entry has a date string that came out as no date."""
+    if entry is None:
+        return False
+    stamps = (entry.published, entry.created, entry.updated)
+    return any(s.raw and s.raw.strip() and _stamp_date(s) is None for s in stamps)
 
 
 _ISO_DAY = re.compile(r"\d{4}-\d\d-\d\d(?:[T ]|$)")
@@ -456,18 +560,3 @@ def _parse_date(raw: str) -> datetime | None:
         return value.astimezone(UTC)
     except (OverflowError, ValueError):  # year 1 with a positive offset, and the like
         return None
-
-
-def _detail_text(value: object, detail: Any, *, single_line: bool = False) -> str:
-    """Plain text of a feedparser value, read as HTML unless feedparser typed it text/plain."""
-    if not isinstance(value, str) or not value:
-        return ""
-    # The *_detail dict can be stale: a nested <image><title> overwrites title_detail but
-    # not title. Its type counts only when it describes this very value.
-    if (
-        isinstance(detail, dict)
-        and detail.get("value") == value
-        and detail.get("type") == "text/plain"
-    ):
-        return plain_text(value, single_line=single_line)
-    return html_to_text(value, single_line=single_line)
