@@ -127,6 +127,10 @@ _SCAN = re.compile(
     rb"|(?P<c1>&\#0*(?:12[89]|1[34][0-9]|15[0-9]);|&\#x0*[89][0-9a-fA-F];|\xc2[\x80-\x9f])",
     re.DOTALL,
 )
+# An RSS <guid> that counts as a permalink (no isPermaLink="false") and is not absolute.
+_RELATIVE_PERMALINK = re.compile(
+    rb"""<guid(?![^>]*isPermaLink\s*=\s*["']false)[^>]*>\s*(?![hH][tT][tT][pP][sS]?:)[^<\s]""",
+)
 # HTML whose sanitising differs between the two (feedparser-tests' "crazy" documents): a
 # <script> inside an HTML comment, escaped or in CDATA. feedparser keeps the comment and
 # newsmon drops it; feedparser-rs shows text from inside it.
@@ -294,6 +298,10 @@ def _unsure_of_document(doc: Any, body: bytes, headers: Mapping[str, str], marku
             return f"self-closing <{markup.empty}/>"
         if markup.relative_link:
             return "relative <link> (it resolves it against the channel's link)"
+        if _RELATIVE_PERMALINK.search(body):
+            # A permalink guid stands in for a missing <link>: resolved against the channel's
+            # link by feedparser-rs, against the document's URL by feedparser.
+            return "permalink <guid> that is not an absolute URL"
         for name in _DESCRIPTION_ALIASES:
             if name in body:
                 return f"{name.decode()}> in RSS (feedparser reads it as a description)"
@@ -318,7 +326,9 @@ def _entry(e: Any, *, rss: bool) -> EntryView | None:
         title=_text(e.title, e.title_detail),
         summary=_text(e.summary, e.summary_detail),
         contents=tuple(t for c in e.content or () if (t := _text(c.value, c)) is not None),
-        links=tuple(_link(x) for x in e.links or () if isinstance(x.href, str)),
+        # RSS: only <link>. feedparser-rs also lists a permalink <guid> as the first alternate
+        # link when the guid comes first, where feedparser (and newsmon) keep <link>.
+        links=() if rss else tuple(_link(x) for x in e.links or () if isinstance(x.href, str)),
         link=e.link if isinstance(e.link, str) else None,
         id=e.id if isinstance(e.id, str) and e.id else None,
         author=_person(e),

@@ -159,8 +159,9 @@ def test_a_url_as_the_body_is_never_fetched(monkeypatch: pytest.MonkeyPatch) -> 
 def test_the_copied_updated_date_is_undone_in_rss() -> None:
     ns = 'xmlns:dc="http://purl.org/dc/elements/1.1/"'
     body = rss(
-        "<item><guid>1</guid><title>A</title><pubDate>Tue, 14 Aug 2012 05:31:45 GMT</pubDate>"
-        "</item><item><guid>2</guid><title>B</title>"
+        '<item><guid isPermaLink="false">1</guid><title>A</title>'
+        "<pubDate>Tue, 14 Aug 2012 05:31:45 GMT</pubDate>"
+        '</item><item><guid isPermaLink="false">2</guid><title>B</title>'
         "<pubDate>Tue, 14 Aug 2012 05:31:45 GMT</pubDate>"
         "<dc:date>2012-08-15T00:00:00Z</dc:date></item>",
         ns,
@@ -219,3 +220,23 @@ def test_the_guard_stands_aside(body: bytes, headers: dict[str, str], reason: st
     fast, slow = both(body, "https://example.org/feed.xml", headers)
     assert fast.parser == "feedparser"  # an unreadable date is judged by feedparser too
     assert fast == slow
+
+
+@pytest.mark.parametrize(
+    "guid",
+    [
+        "<guid>new-1</guid>",  # a relative permalink: the fast path must stand aside
+        "<guid>https://news.example/g1</guid>",  # an absolute one listed before <link>
+        '<guid isPermaLink="false">new-1</guid>',
+    ],
+)
+def test_an_rss_link_keeps_its_query_whatever_the_guid_before_it(guid: str) -> None:
+    body = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>W</title>'
+        f"<link>https://news.example/</link><item>{guid}<title>T</title>"
+        "<link>https://news.example/new-1?utm_source=rss</link></item></channel></rss>"
+    ).encode()
+    fast = parse_feed(body, feed="w", url="http://127.0.0.1/x", fast=True)
+    slow = parse_feed(body, feed="w", url="http://127.0.0.1/x", fast=False)
+    assert fast.items == slow.items
+    assert fast.items[0].url == "https://news.example/new-1?utm_source=rss"
