@@ -36,7 +36,7 @@ from monitor.articles import with_article_text
 from monitor.config import ConfigError, Settings, load_config
 from monitor.fetch import Fetcher
 from monitor.health import FeedHealth, assess_all, counts, newly_unwell
-from monitor.metrics import Metrics, poll_outcome
+from monitor.metrics import AlertState, DedupeKind, Metrics, poll_outcome
 from monitor.model import Decision, Feed, FeedState, FeedUpdate, FetchResult, Item
 from monitor.notify import DrainReport, Notifier, OutboxWorker
 from monitor.notify.digest import digest_trigger
@@ -69,6 +69,15 @@ RETENTION_EVERY = timedelta(days=1)
 # Time given to in-flight polls and deliveries after SIGTERM before they are cancelled. Under
 # systemd's default TimeoutStopSec (90 s), with margin.
 STOP_GRACE = timedelta(seconds=45)
+
+
+# Metric labels for the outbox's settled states and for how a copy joined its story.
+_SETTLED: dict[str, AlertState] = {"sent": "sent", "retried": "retried", "dead": "dead"}
+_JOINED: dict[str | None, DedupeKind] = {
+    "url": "joined_url",
+    "hash": "joined_hash",
+    "near": "joined_near",
+}
 
 
 def utcnow() -> datetime:
@@ -170,8 +179,9 @@ class Daemon:
         )
 
     def _delivered(self, channel: str, state: str, alerts: int) -> None:
-        if state in ("sent", "retried", "dead"):
-            self.metrics.alert(channel, state, alerts)  # type: ignore[arg-type]
+        settled = _SETTLED.get(state)
+        if settled is not None:
+            self.metrics.alert(channel, settled, alerts)
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
@@ -366,7 +376,7 @@ class Daemon:
         for match in decision.matches:
             m.match(match.match.rule)
         for record in decision.items:
-            m.decision("new_story" if record.joined_by is None else f"joined_{record.joined_by}")  # type: ignore[arg-type]
+            m.decision(_JOINED.get(record.joined_by, "new_story"))
         if decision.updates:
             m.decision("update", len(decision.updates))
         for channel in channels:
