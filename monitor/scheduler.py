@@ -690,5 +690,4 @@ class Daemon:
         except (OSError, ValueError) as error:
             log.error("web endpoint not started listen=%s error=%s", web.listen, error)
             return None
-        log.info("serving health and metrics url=%s", server.url)
-        return server
+        return server  # web.py logs where it listens
