@@ -152,12 +152,28 @@ async def take_leases(
     rows stay locked (PostgreSQL) or the writer held (SQLite) until the lease is written.
     """
     keys = list((await conn.execute(for_claim(due, backend))).scalars())
-    if keys:
-        column = table.c[key]
-        await conn.execute(
-            update(table).where(column.in_(keys)).values(lease_owner=owner, lease_until=until)
-        )
+    await stamp_leases(conn, table, key, keys, owner=owner, until=until)
     return keys
+
+
+async def stamp_leases(
+    conn: AsyncConnection,
+    table: Table,
+    key: str,
+    keys: Sequence[Any],
+    *,
+    owner: str,
+    until: datetime,
+) -> None:
+    """Lease the rows of `table` whose `key` is in `keys` to `owner` until `until`.
+
+    The caller has locked them (``for_claim``) in this transaction; IN lists are chunked.
+    """
+    column = table.c[key]
+    for batch in chunks(keys):
+        await conn.execute(
+            update(table).where(column.in_(batch)).values(lease_owner=owner, lease_until=until)
+        )
 
 
 async def lock_for_migration(conn: AsyncConnection) -> None:

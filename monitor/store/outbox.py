@@ -181,15 +181,6 @@ async def _hold(conn: AsyncConnection, held: Mapping[tuple[datetime, str], list[
             )
 
 
-async def _lease(conn: AsyncConnection, ids: Sequence[int], owner: str, until: datetime) -> None:
-    for batch in dialect.chunks(ids):
-        await conn.execute(
-            sa.update(deliveries)
-            .where(deliveries.c.id.in_(batch))
-            .values(lease_owner=owner, lease_until=until)
-        )
-
-
 async def claim(
     conn: AsyncConnection,
     backend: str,
@@ -237,7 +228,7 @@ async def claim(
                 taken.append(row.id)
         await _hold(conn, held)
         # Leased at once: the next scan of this claim, and the budget, see them as in flight.
-        await _lease(conn, taken, owner, now + lease)
+        await dialect.stamp_leases(conn, deliveries, "id", taken, owner=owner, until=now + lease)
         send += taken
         if len(send) >= limit:
             break
@@ -270,7 +261,7 @@ async def claim_held(
             else:
                 taken.append(row.id)
         await _hold(conn, held)
-        await _lease(conn, taken, owner, now + lease)
+        await dialect.stamp_leases(conn, deliveries, "id", taken, owner=owner, until=now + lease)
         send += taken
         if len(send) >= limit or not held:
             break
