@@ -192,10 +192,7 @@ async def feeds(settings: Settings) -> int:
     now = utcnow()
     async with await Store.open(settings.database) as store:
         states = {s.name: s for s in await store.feed_states()}
-        newest = await store.last_new_items()
-    report = assess_all(
-        settings.feed_values(), states.values(), now, observed_since=now, last_new_items=newest
-    )
+    report = assess_all(settings.feed_values(), states.values(), now, observed_since=now)
     rows = []
     for health in report:
         state = states.get(health.feed)
@@ -204,7 +201,7 @@ async def feeds(settings: Settings) -> int:
                 health.feed,
                 health.state,
                 _when(state.last_success if state else None),
-                _when(newest.get(health.feed)),
+                _when(state.last_new_item if state else None),
                 _when(state.next_poll if state else None),
                 state.error_count if state else 0,
                 health.reason or (state.last_error if state else None) or "",

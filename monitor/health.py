@@ -70,7 +70,7 @@ def assess(
 
     `state` None: the store does not know the feed yet (ok until it has been watched for
     `expect_update`, then silent). `last_new_item`: when the feed last brought an item not
-    seen before, if the caller knows; None falls back to `state.last_success`.
+    seen before; None takes `state.last_new_item`, and without one `state.last_success`.
     """
     if not feed.enabled:
         return FeedHealth(feed.name, "disabled", reason="disabled in the config")
@@ -85,6 +85,7 @@ def assess(
         since = success or watched
         if now - since > limit:
             return FeedHealth(feed.name, "failing", since, state.last_error or "polls fail")
+    last_new_item = last_new_item or (state.last_new_item if state is not None else None)
     heard = last_new_item or success
     since = heard or watched
     if now - since > limit:

@@ -46,6 +46,7 @@ class FeedState:
     polls: int  # successful polls so far; 0 means the next one is the baseline poll
     disabled_reason: str | None = None  # set when the server said 410 Gone
     created: datetime | None = None  # when the feed was first configured (health's baseline)
+    last_new_item: datetime | None = None  # when a poll last brought an item not seen before
 
 
 @dataclass(frozen=True, slots=True)

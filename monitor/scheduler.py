@@ -537,7 +537,6 @@ class Daemon:
             await self.store.feed_states(),
             now,
             observed_since=self._started,
-            last_new_items=await self.store.last_new_items(),
         )
         self.metrics.feed_states(counts(report))
         self.metrics.outbox_depth(await self.store.outbox_depth())

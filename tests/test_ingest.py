@@ -216,3 +216,13 @@ async def test_sqlite_file_and_new_directory_are_private(tmp_path: Path) -> None
         pass
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+async def test_a_feed_remembers_when_it_last_brought_a_new_item(store: Store) -> None:
+    await store.sync_feeds(FEEDS, NOW)
+    wire = FEEDS[0]
+    first = Item("wire", "w1", "https://wire.example/w1", "Treaty ratified", ARTICLE)
+    await poll(store, wire, [first], NOW)
+    await poll(store, wire, [first], NOW + timedelta(hours=1))  # nothing new: unchanged
+    (state,) = [s for s in await store.feed_states() if s.name == "wire"]
+    assert state.last_new_item == NOW and state.last_success == NOW + timedelta(hours=1)

@@ -113,7 +113,7 @@ async def states(conn: AsyncConnection) -> list[model.FeedState]:
     return [_state(row) for row in rows]
 
 
-async def record_poll(conn: AsyncConnection, u: model.FeedUpdate) -> None:
+async def record_poll(conn: AsyncConnection, u: model.FeedUpdate, *, new_items: bool) -> None:
     values: dict[str, Any] = {
         "last_polled": u.polled_at,
         "next_poll": u.next_poll,
@@ -135,6 +135,8 @@ async def record_poll(conn: AsyncConnection, u: model.FeedUpdate) -> None:
             "error_count": feeds.c.error_count + 1,
             "last_error": u.error or (f"HTTP {u.status}" if u.status else "failed"),
         }
+    if new_items:
+        values["last_new_item"] = u.polled_at
     if u.url is not None:
         values["url"] = u.url
     if u.disabled_reason is not None:
@@ -158,4 +160,5 @@ def _state(row: Row[*tuple[Any, ...]]) -> model.FeedState:
         polls=row.polls,
         disabled_reason=row.disabled_reason,
         created=row.created,
+        last_new_item=row.last_new_item,
     )

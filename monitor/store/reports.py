@@ -111,13 +111,6 @@ async def counts(conn: AsyncConnection) -> dict[str, int]:
     return {key: int(value) for key, value in row._asdict().items()}
 
 
-async def last_new_items(conn: AsyncConnection) -> dict[str, datetime]:
-    rows = await conn.execute(
-        select(items.c.feed, func.max(items.c.fetched_at).label("newest")).group_by(items.c.feed)
-    )
-    return {row.feed: row.newest for row in rows}
-
-
 async def claim_announcement(conn: AsyncConnection, backend: str, key: str, now: datetime) -> bool:
     stmt = dialect.insert_ignore(announcements, ["key"], backend).returning(announcements.c.key)
     return bool((await conn.execute(stmt, [{"key": key, "created": now}])).all())

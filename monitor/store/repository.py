@@ -40,7 +40,7 @@ async def _apply(
     if decision.feed != update.name:
         raise ValueError(f"decision for {decision.feed!r}, update for {update.name!r}")
     applied = await corpus.store(conn, backend, decision, update.polled_at)
-    await _feeds.record_poll(conn, update)
+    await _feeds.record_poll(conn, update, new_items=applied.items > 0)
     return applied
 
 
@@ -235,11 +235,6 @@ class Store:
         """A cheap round trip to the database; raises what the driver raises when it is down."""
         async with self._read() as conn:
             await conn.execute(sa.select(1))
-
-    async def last_new_items(self) -> dict[str, datetime]:
-        """For each feed, when its newest item was stored (for "silent" feed health)."""
-        async with self._read() as conn:
-            return await reports.last_new_items(conn)
 
     async def claim_announcement(self, key: str, now: datetime) -> bool:
         """True for the first caller with `key` (any process, any replica); False afterwards."""

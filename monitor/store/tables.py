@@ -92,6 +92,7 @@ feeds = Table(
     Column("lease_owner", String(200)),
     Column("lease_until", UTCDateTime),
     Column("created", UTCDateTime, nullable=False),
+    Column("last_new_item", UTCDateTime),  # when an apply last stored a new item (0006)
 )
 
 items = Table(
