@@ -15,7 +15,6 @@ import asyncio
 import os
 import random
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -29,9 +28,10 @@ from monitor import model
 from monitor.model import Channel
 from monitor.notify import DrainReport, Notifier, OutboxWorker
 from monitor.store import Store
+from tests.support.daemon import start_newsmon
 from tests.support.feedserver import FeedServer
 from tests.support.receivers import HookReceiver, MailReceiver
-from tests.test_e2e import REPO, Entry, newsmon, rss
+from tests.test_e2e import Entry, newsmon, rss
 from tests.test_store import feed, matched, ok, record
 
 T0 = datetime(2026, 11, 23, 7, 15, tzinfo=UTC)
@@ -241,17 +241,7 @@ async def start(config: Path, log: Path) -> asyncio.subprocess.Process:
     # The log goes to a file, not a pipe: the daemon's worker processes inherit the pipe,
     # and asyncio waits for every pipe to close before it reports a SIGKILLed parent gone.
     with log.open("ab") as sink:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "monitor",
-            "--config",
-            str(config),
-            "run",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=sink,
-            cwd=REPO,
-        )
+        return await start_newsmon(config, "run", stdout=asyncio.subprocess.DEVNULL, stderr=sink)
 
 
 async def crash_and_restart(tmp_path: Path, server: FeedServer, desk: Desk) -> Counter[str]:

@@ -9,9 +9,7 @@ with exit 0, and a restart sends nothing twice.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 
+from tests.support.daemon import newsmon, start_newsmon
 from tests.support.feedserver import FeedServer
 from tests.support.receivers import HookReceiver, MailReceiver
 
@@ -112,23 +111,6 @@ rules:
             yield World(server, hook, mail, config, now)
 
 
-async def newsmon(config: Path, *args: str, timeout: float = 60) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor",
-        "--config",
-        str(config),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=REPO,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def test_poll_once_baseline_new_items_repoll_and_304(world: World) -> None:
     code, out, err = await newsmon(world.config, "poll", "--once")
     assert code == 0, err
@@ -171,17 +153,7 @@ async def test_poll_once_baseline_new_items_repoll_and_304(world: World) -> None
 
 async def test_daemon_polls_alerts_and_stops_gracefully_on_sigterm(world: World) -> None:
     async def start() -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "monitor",
-            "--config",
-            str(world.config),
-            "run",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=REPO,
-        )
+        return await start_newsmon(world.config, "run")
 
     async def stop(proc: asyncio.subprocess.Process) -> str:
         proc.send_signal(signal.SIGTERM)
@@ -225,18 +197,7 @@ async def test_sigint_stops_the_daemon_with_exit_0(tmp_path: Path) -> None:
         "feeds:\n  - name: nowhere\n    url: http://127.0.0.1:9/feed\n"
         "channels:\n  console:\n    url: console://\n"
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor",
-        "--config",
-        str(config),
-        "run",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=REPO,
-        env={**os.environ},
-    )
+    proc = await start_newsmon(config, "run")
     deadline = time.monotonic() + 30
     seen = b""
     assert proc.stderr is not None

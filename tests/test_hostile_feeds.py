@@ -15,7 +15,6 @@ import asyncio
 import gzip
 import os
 import re
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from monitor.model import Item
 from monitor.rules import compile_rules
 from monitor.scheduler import Daemon
 from monitor.store import Store
+from tests.support.daemon import newsmon
 from tests.support.feedserver import FeedServer
 
 pytestmark = pytest.mark.slow
@@ -103,23 +103,6 @@ class Run:
         # Values holding spaces are quoted in the log: compare them unquoted.
         lines = self.err.splitlines()
         return [line.replace('"', "") for line in lines if f"feed={feed} " in line + " "]
-
-
-async def newsmon(config: Path, *args: str, timeout: float = 90) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor",
-        "--config",
-        str(config),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=REPO,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 def feeds_yaml(server: FeedServer, names: list[str], *, extra: str = "") -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import re
-import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ import pytest
 from aiohttp import web
 
 from monitor.store import Store
+from tests.support.daemon import start_newsmon
 from tests.support.feedserver import FeedServer
 from tests.test_hostile_feeds import FEED, item, newsmon, rss
 
@@ -160,17 +160,7 @@ async def test_slow_servers_are_cut_at_the_deadline_and_others_keep_their_schedu
             http="{allow_private_networks: true, timeout: 3s}",
         )
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "monitor",
-        "--config",
-        str(config),
-        "run",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=REPO,
-    )
+    proc = await start_newsmon(config, "run")
     try:
         # While the two slow feeds hold their requests for 3 s each, the good feed (interval
         # 1 s, polled on each 2 s tick) is polled again and again: three more polls take about

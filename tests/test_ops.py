@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import load_config_text
 from monitor.scheduler import Daemon
+from tests.support.daemon import start_newsmon
 from tests.support.feedserver import FeedServer
 from tests.support.receivers import HookReceiver
 from tests.test_e2e import Entry, rss
@@ -51,17 +51,7 @@ async def test_a_running_daemon_serves_metrics_and_readiness(tmp_path: Path) -> 
             f"channels:\n  hook:\n    url: {hook.url()}\n"
             "rules:\n  - name: evin\n    query: '\"evin prison\"'\n"
         )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "monitor",
-            "--config",
-            str(config),
-            "run",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=REPO,
-        )
+        proc = await start_newsmon(config, "run", stdout=asyncio.subprocess.DEVNULL)
         try:
             await hook.wait_for(1, timeout=30)
             base = f"http://127.0.0.1:{port}"

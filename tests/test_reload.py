@@ -11,7 +11,6 @@ import asyncio
 import os
 import re
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import ConfigError, load_config
+from tests.support.daemon import start_newsmon
 from tests.support.feedserver import FeedServer
 from tests.support.receivers import HookReceiver
 from tests.test_e2e import Entry, rss
@@ -117,17 +117,7 @@ channels:
 rule_files: [rules/*.yaml]
 """
         )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "monitor",
-            "--config",
-            str(config),
-            "run",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=REPO,
-        )
+        proc = await start_newsmon(config, "run", stdout=asyncio.subprocess.DEVNULL)
         daemon = Daemon(proc)
         daemon.reader = asyncio.create_task(daemon._read())
         try:

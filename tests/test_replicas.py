@@ -23,7 +23,6 @@ import hashlib
 import itertools
 import os
 import signal
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -37,9 +36,10 @@ import pytest
 from aiohttp import web
 from sqlalchemy.engine import make_url
 
+from tests.support.daemon import start_newsmon
 from tests.support.feedserver import FeedServer
 from tests.support.receivers import HookReceiver, free_port
-from tests.test_e2e import REPO, Entry, rss
+from tests.test_e2e import Entry, rss
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -70,16 +70,8 @@ class Daemon:
     @classmethod
     async def start(cls, config: Path, log: Path) -> Daemon:
         with log.open("wb") as sink:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "monitor",
-                "--config",
-                str(config),
-                "run",
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=sink,
-                cwd=REPO,
+            proc = await start_newsmon(
+                config, "run", stdout=asyncio.subprocess.DEVNULL, stderr=sink
             )
         return cls(proc, log)
 
