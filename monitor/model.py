@@ -229,7 +229,6 @@ class Seen:
 class KnownState:
     """What the store already holds that bears on a batch of parsed items (read before decide)."""
 
-    seen_guids: frozenset[str] = frozenset()  # guids of this feed already stored
     # canonical URL -> story of the earliest item with it, any feed
     story_by_url: Mapping[str, str] = field(default_factory=lambda: _NO_STORIES)
     # content hash -> story of the earliest item with it, any feed
@@ -237,7 +236,13 @@ class KnownState:
     # content hash -> story, this feed only: a re-post under a new GUID, however short
     own_story_by_hash: Mapping[str, str] = field(default_factory=lambda: _NO_STORIES)
     near: tuple[NearCandidate, ...] = ()  # items in the dedupe window sharing a band
-    seen: Mapping[str, Seen] = field(default_factory=lambda: MappingProxyType({}))  # by guid
+    # guid -> what is stored of it, for the items of this feed already stored
+    seen: Mapping[str, Seen] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def seen_guids(self) -> frozenset[str]:
+        """The guids of this feed already stored."""
+        return frozenset(self.seen)
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,8 +227,8 @@ def decide(
             continue
         done.add(item.guid)
         stored = known.seen.get(item.guid)
-        if stored is not None or item.guid in known.seen_guids:
-            if stored is None or not _material(stored, fp):
+        if stored is not None:
+            if not _material(stored, fp):
                 seen += 1
                 continue
             updates.append(ItemUpdate(item, fp.content_hash, fp.signature, fp.bands))

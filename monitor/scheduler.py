@@ -396,9 +396,7 @@ class Daemon:
         window = self._settings.polling.backlog_window
         first = state.polls == 0
         wanted = [
-            i
-            for i in items
-            if i.guid not in known.seen_guids and not is_baseline(i, first, now, window)
+            i for i in items if i.guid not in known.seen and not is_baseline(i, first, now, window)
         ]
         done = await asyncio.gather(
             *(with_article_text(self._fetcher, i, self._workers) for i in wanted)

@@ -125,7 +125,9 @@ def test_first_poll_is_a_baseline_except_recent_items() -> None:
 
 def test_seen_guids_and_repeats_in_one_document_are_not_new() -> None:
     items = [item("a", "Evin prison"), item("a", "Evin prison (repeat)"), item("b", "Other")]
-    d = run(items, known=KnownState(seen_guids=frozenset({"b"})))
+    d = run(
+        items, known=KnownState(seen={"b": Seen(dedupe.content_hash("Other", ""), None, "s:b")})
+    )
     assert [r.item.guid for r in d.items] == ["a"]
     assert d.seen == 2
     assert len(d.alerts) == 2  # "a" on both channels, once
@@ -371,7 +373,6 @@ def test_near_copies_in_one_document_share_a_story() -> None:
 def seen_as(it: Item, story: str) -> KnownState:
     (fp,) = fingerprints([it], POLICY)
     return KnownState(
-        seen_guids=frozenset({it.guid}),
         seen={it.guid: Seen(fp.content_hash, fp.signature, story)},
     )
 

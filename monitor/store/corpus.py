@@ -50,7 +50,6 @@ async def known(
         for row in rows:
             seen[row.guid] = model.Seen(row.content_hash, row.signature, row.story)
     return model.KnownState(
-        seen_guids=frozenset(seen),
         story_by_url=await _earliest_story(conn, items.c.canonical_url, urls),
         story_by_hash=await _earliest_story(conn, items.c.content_hash, hashes),
         own_story_by_hash=await _earliest_story(

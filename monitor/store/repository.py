@@ -221,7 +221,7 @@ class Store:
     ) -> model.KnownState:
         """What is already stored of a batch of parsed items, for ``pipeline.decide``.
 
-        ``seen_guids`` / ``seen``: those of `guids` that `feed` already stored, with their
+        ``seen`` (its keys: ``seen_guids``): those of `guids` that `feed` already stored, with their
         content hash, signature and story. ``story_by_url`` and ``story_by_hash``: for each of
         `urls` (canonical URLs) and `hashes` (content hashes) stored by any feed, the story of
         the earliest fetched item that has it; ``own_story_by_hash`` the same within `feed`.
