@@ -142,14 +142,17 @@ class PollingSettings(_Section):
     """A feed failing or silent for longer is reported unwell (newsmon feeds, metrics, admin)."""
 
 
+_DEDUPE = model.DedupePolicy()  # the measured defaults live in one place
+
+
 class DedupeSettings(_Section):
     """`dedupe:`: how copies of a story are recognised (figures in docs/benchmarks.md)."""
 
-    window: Duration = timedelta(days=7)
+    window: Duration = _DEDUPE.window
     """How far back a new item's near-duplicates are looked for."""
-    threshold: Annotated[float, Field(gt=0, le=1)] = 0.3
+    threshold: Annotated[float, Field(gt=0, le=1)] = _DEDUPE.threshold
     """Estimated Jaccard similarity of 3-word shingles at which two texts are one report."""
-    min_words: Annotated[int, Field(ge=10)] = 40
+    min_words: Annotated[int, Field(ge=10)] = _DEDUPE.min_words
     """Texts shorter than this (title and body) join stories only by URL, GUID or exact text."""
 
     def value(self) -> model.DedupePolicy:

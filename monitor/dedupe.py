@@ -17,6 +17,21 @@ import re
 import unicodedata
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+# Near-duplicate signatures live in monitor.neardup (numpy, MinHash + LSH); re-exported here so
+# callers see one dedupe room.
+from monitor.neardup import (
+    BANDS,
+    MIN_WORDS_FOR_NEAR_DUP,
+    NEAR_DUP_THRESHOLD,
+    NUM_PERM,
+    ROWS,
+    SIGNATURE_BYTES,
+    band_keys,
+    repeated_lines,
+    signature,
+    similarity,
+)
+
 # Query parameters that identify the campaign or the click, never the article. Seen on news links
 # shared through newsletters, social networks and analytics redirectors.
 _TRACKING_PREFIXES = ("utm_", "at_", "ns_", "mc_", "pk_", "mtm_", "hsa_", "oly_")
@@ -117,21 +132,6 @@ def story_key(feed: str, guid: str) -> str:
     digest = hashlib.sha256(f"{feed}\x1f{guid}".encode()).hexdigest()
     return "s:" + digest[:24]
 
-
-# Near-duplicate signatures live in monitor.neardup (numpy, MinHash + LSH); re-exported here so
-# callers see one dedupe room.
-from monitor.neardup import (  # noqa: E402
-    BANDS,
-    MIN_WORDS_FOR_NEAR_DUP,
-    NEAR_DUP_THRESHOLD,
-    NUM_PERM,
-    ROWS,
-    SIGNATURE_BYTES,
-    band_keys,
-    repeated_lines,
-    signature,
-    similarity,
-)
 
 __all__ = [
     "BANDS",

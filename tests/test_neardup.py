@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from monitor import dedupe, neardup
+from monitor.model import DedupePolicy
 from monitor.neardup import (
     BANDS,
     MIN_WORDS_FOR_NEAR_DUP,
@@ -229,3 +230,13 @@ def test_misuse_is_an_error() -> None:
 def test_dedupe_reexports() -> None:
     assert dedupe.signature is signature
     assert dedupe.NEAR_DUP_THRESHOLD == NEAR_DUP_THRESHOLD
+
+
+def test_the_default_policy_is_the_measured_one() -> None:
+    # model.py may import only the standard library, so DedupePolicy cannot name these
+    # constants; this keeps the defaults users get equal to the figures behind them.
+    policy = DedupePolicy()
+    assert (policy.threshold, policy.min_words) == (
+        neardup.NEAR_DUP_THRESHOLD,
+        neardup.MIN_WORDS_FOR_NEAR_DUP,
+    )
