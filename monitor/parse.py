@@ -45,7 +45,7 @@ from monitor.model import Item
 from monitor.parse_fast import EntryView, FeedView, Link, Stamp, Text
 from monitor.parse_text import html_to_text, plain_text
 
-__all__ = ["ParseError", "ParsedFeed", "parse_feed"]
+__all__ = ["ParsedFeed", "parse_feed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +60,6 @@ class ParsedFeed:
     truncated: int = 0  # entries dropped by max_items
     duplicates: int = 0  # entries dropped because an earlier entry had the same guid
     parser: str = "feedparser"  # which parser read it: "fast" (feedparser-rs) or "feedparser"
-
-
-class ParseError(Exception):
-    """Reserved for callers that want to raise on ``ParsedFeed.problem``.
-
-    :func:`parse_feed` itself never raises it: bad input is reported as a value.
-    """
 
 
 def parse_feed(
