@@ -226,6 +226,26 @@ class Seen:
 
 
 @dataclass(frozen=True, slots=True)
+class ArticleText:
+    """The article text stored with an item of a `full_text` feed, or why it is missing."""
+
+    text: str  # the page's main text; "" when never fetched or when the fetch failed
+    problem: str | None  # why the text is missing or partial (Item.text_problem)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredArticles:
+    """Article texts already stored for a batch of parsed items (read before pages are fetched)."""
+
+    # guid -> what this feed stored with it: a known item is never fetched again, and its text
+    # must come back with it, or the re-poll would look like a rewrite of the item
+    by_guid: Mapping[str, ArticleText]
+    # canonical URL -> an extracted text stored by any feed: the same page under a new GUID
+    # (a feed that rotates GUIDs, an outlet's second feed) is not fetched again
+    by_url: Mapping[str, ArticleText]
+
+
+@dataclass(frozen=True, slots=True)
 class KnownState:
     """What the store already holds that bears on a batch of parsed items (read before decide)."""
 

@@ -26,7 +26,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
@@ -34,6 +34,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.articles import with_article_text
 from monitor.config import ConfigError, Settings, load_config
+from monitor.dedupe import canonical_url
 from monitor.fetch import Fetcher
 from monitor.health import FeedHealth, assess_all, counts, newly_unwell
 from monitor.metrics import AlertState, DedupeKind, Metrics, poll_outcome
@@ -387,22 +388,33 @@ class Daemon:
     ) -> tuple[Item, ...]:
         """Each new, alertable item with the main text of its article page (`full_text` feeds).
 
-        Items already stored keep what they have (their text was extracted when they were
-        new: a re-poll never fetches a page again); baseline items are not worth a request.
-        Pages are fetched concurrently through the same fetcher, so the per-host limit is the
-        only wait, and a page that fails leaves its item with the feed's text, marked.
+        Items already stored come back with the text stored with them (extracted when they
+        were new: a re-poll never fetches a page again, and the item's fingerprint stays
+        that of its article, not of the feed's summary); a new GUID whose page another item
+        already brought reuses that text; baseline items are not worth a request. Pages are
+        fetched concurrently through the same fetcher, so the per-host limit is the only
+        wait, and a page that fails leaves its item with the feed's text, marked.
         """
-        known = await self.store.known(feed.name, [i.guid for i in items], (), ())
+        urls = {i.guid: canonical_url(i.url) for i in items}
+        stored = await self.store.articles(
+            feed.name, urls.keys(), {u for u in urls.values() if u is not None}
+        )
         window = self._settings.polling.backlog_window
         first = state.polls == 0
-        wanted = [
-            i for i in items if i.guid not in known.seen and not is_baseline(i, first, now, window)
-        ]
-        done = await asyncio.gather(
+        done: dict[str, Item] = {}
+        wanted = []
+        for item in items:
+            url = urls[item.guid]
+            kept = stored.by_guid.get(item.guid) or (stored.by_url.get(url) if url else None)
+            if kept is not None:
+                done[item.guid] = replace(item, text=kept.text, text_problem=kept.problem)
+            elif not is_baseline(item, first, now, window):
+                wanted.append(item)
+        fetched = await asyncio.gather(
             *(with_article_text(self._fetcher, i, self._workers) for i in wanted)
         )
-        by_guid = {i.guid: i for i in done}
-        return tuple(by_guid.get(i.guid, i) for i in items)
+        done.update((i.guid, i) for i in fetched)
+        return tuple(done.get(i.guid, i) for i in items)
 
     async def _parse(self, feed: Feed, result: FetchResult) -> ParsedFeed:
         """The feed's items; a parse stopped by its limits is the feed's problem, not ours."""

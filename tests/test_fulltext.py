@@ -41,9 +41,14 @@ def page(title: str, news: str) -> bytes:
 reader wrote.</p></section><footer>© The Daily Example</footer></body></html>""".encode()
 
 
-def feed(now: datetime, base: str, items: list[tuple[str, str]]) -> bytes:
+def feed(
+    now: datetime, base: str, items: list[tuple[str, str]], pages: dict[str, str] | None = None
+) -> bytes:
+    """An RSS document; each item links to `{base}/{page}.html`, its page named as its guid
+    unless `pages` says otherwise."""
     body = "".join(
-        f"<item><guid>{guid}</guid><title>{title}</title><link>{base}/{guid}.html</link>"
+        f"<item><guid>{guid}</guid><title>{title}</title>"
+        f"<link>{base}/{(pages or {}).get(guid, guid)}.html</link>"
         f"<description>Parliament met on Sunday.</description>"
         f"<pubDate>{format_datetime(now)}</pubDate></item>"
         for guid, title in items
@@ -95,10 +100,29 @@ rules:
             stored = {i.guid: i for i in await daemon.store.items_since(now.replace(year=2000))}
             page_hits = server.hits("/a/one.html"), server.hits("/a/two.html")
 
-            # A re-poll with a new ETag parses the feed again but fetches no page.
+            alerted = out.getvalue()
+
+            # A re-poll with a new ETag parses the feed again but fetches no page, and the
+            # stored article text stays: the item is unchanged, not rewritten to its summary.
             server.add("/daily.xml", feed(now, base, items), etag='"v2"')
-            await daemon.poll_once()
+            (again,) = await daemon.poll_once()
+            assert (again.new_items, again.alerts, again.error) == (0, 0, None)
             assert (server.hits("/a/one.html"), server.hits("/a/two.html")) == page_hits == (1, 1)
+            # A feed that rotates its GUIDs: the same pages under new ones are not fetched
+            # again either; the copies carry the stored text and join their stories.
+            rotated = [("one-b", items[0][1]), ("two-b", items[1][1])]
+            pages = {"one-b": "one", "two-b": "two"}
+            server.add("/daily.xml", feed(now, base, rotated, pages), etag='"v3"')
+            (third,) = await daemon.poll_once()
+            assert (third.new_items, third.alerts, third.error) == (2, 0, None)
+            await daemon.deliver()
+            after = {i.guid: i for i in await daemon.store.items_since(now.replace(year=2000))}
+
+    assert after["one"] == stored["one"] and after["two"] == stored["two"]
+    assert out.getvalue() == alerted  # nothing alerted twice
+    # the rotated copy of "one" links to one.html: its stored text came with it, and its
+    # story is that of "one" (the same canonical URL)
+    assert after["one-b"].text == stored["one"].text
 
     # The article's ninth paragraph reached the rules; the sidebar, related posts and
     # comments did not, although every one of them says "Taiwan".

@@ -60,6 +60,30 @@ async def known(
     )
 
 
+async def articles(
+    conn: AsyncConnection, feed: str, guids: Collection[str], urls: Collection[str]
+) -> model.StoredArticles:
+    by_guid: dict[str, model.ArticleText] = {}
+    for batch in dialect.chunks(set(guids)):
+        rows = await conn.execute(
+            select(items.c.guid, items.c.text, items.c.text_problem).where(
+                items.c.feed == feed, items.c.guid.in_(batch)
+            )
+        )
+        for row in rows:
+            by_guid[row.guid] = model.ArticleText(row.text, row.text_problem)
+    by_url: dict[str, model.ArticleText] = {}
+    for batch in dialect.chunks(set(urls)):
+        rows = await conn.execute(
+            select(items.c.canonical_url, items.c.text, items.c.text_problem)
+            .where(items.c.canonical_url.in_(batch), items.c.text != "")
+            .order_by(items.c.fetched_at.desc(), items.c.id.desc())
+        )
+        for row in rows:
+            by_url.setdefault(row.canonical_url, model.ArticleText(row.text, row.text_problem))
+    return model.StoredArticles(by_guid, by_url)
+
+
 async def _near(
     conn: AsyncConnection, bands: Collection[int], since: datetime | None
 ) -> tuple[model.NearCandidate, ...]:

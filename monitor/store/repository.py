@@ -231,6 +231,18 @@ class Store:
         async with self._read() as conn:
             return await corpus.known(conn, feed, guids, urls, hashes, bands=bands, since=since)
 
+    async def articles(
+        self, feed: str, guids: Collection[str], urls: Collection[str]
+    ) -> model.StoredArticles:
+        """Article texts already stored, before the pages of a `full_text` feed are fetched.
+
+        ``by_guid``: for each of `guids` that `feed` stored, its text and text problem (an
+        empty text too: the item was stored without a page). ``by_url``: for each of `urls`
+        (canonical URLs), the newest non-empty text any feed stored with that URL.
+        """
+        async with self._read() as conn:
+            return await corpus.articles(conn, feed, guids, urls)
+
     async def ping(self) -> None:
         """A cheap round trip to the database; raises what the driver raises when it is down."""
         async with self._read() as conn:
