@@ -132,6 +132,10 @@ class Match:
     snippet: str  # a passage of the item's text around the first hit, plain text
     highlights: tuple[tuple[int, int], ...] = ()  # [start, end) character spans in `snippet`
     fields: tuple[str, ...] = ()  # the item fields that held a hit: "title", "summary", ...
+    # every passage that satisfied the query: (field, start, end), [start, end) character
+    # offsets in that field of the item, sorted, overlaps merged; `source:` hits have none.
+    # Not stored: the snippet and its highlights are what alerts show.
+    spans: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

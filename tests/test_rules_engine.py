@@ -266,3 +266,24 @@ def test_any_word_of_an_item_finds_it(parts: list[str], data: st.DataObject) -> 
     # The original spelling, quoted, is a rule that finds the item, highlighting that word.
     [m] = matches(f'"{surface}"', item(summary=text))
     assert any(tokenize(m.snippet[s:e])[0].norm == tok.norm for s, e in m.highlights)
+
+
+def test_a_match_carries_every_passage_that_satisfied_it_field_by_field() -> None:
+    it = item(
+        "Iran news today",
+        "The Majlis ratified the TREATY.\nOn Sunday the treaty passed.",
+        text="Deputies ratified it after the treaty debate, ایران said.",
+    )
+    (m,) = matches('title:iran AND summary:treaty AND ratif* AND text:"treaty debate"', it)
+    assert m.fields == ("title", "summary", "text")
+    found = [(f, getattr(it, f)[s:e]) for f, s, e in m.spans]
+    assert found == [
+        ("title", "Iran"),
+        ("summary", "ratified"),
+        ("summary", "TREATY"),
+        ("summary", "treaty"),
+        ("text", "ratified"),
+        ("text", "treaty debate"),
+    ]
+    # The snippet still shows the first field with evidence, its hits marked.
+    assert surfaces(m) == ["Iran"]

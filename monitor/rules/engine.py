@@ -135,14 +135,30 @@ class RuleSet:
 def _match(c: Compiled, doc: Doc) -> Match:
     found: dict[str, list[Hit]] = {}
     evidence(c.tree, SCOPES["text"], doc, found)
-    shown = next((f for f in TEXT_FIELDS if found.get(f)), None)
+    spans = {
+        f: _merged(doc.char_spans(f, (a for hit in found[f] for a in hit[2])))
+        for f in TEXT_FIELDS
+        if found.get(f)
+    }
+    shown = next(iter(spans), None)  # the first text field with evidence (TEXT_FIELDS order)
     if shown is None:  # only source: evidence; show the title for context
         snippet, highlights = _snippet(doc.texts["title"], [])
     else:
-        spans = doc.char_spans(shown, (a for hit in found[shown] for a in hit[2]))
-        snippet, highlights = _snippet(doc.texts[shown], spans)
+        snippet, highlights = _snippet(doc.texts[shown], spans[shown])
     fields = tuple(f for f in _FIELD_ORDER if f in found)
-    return Match(c.rule.name, snippet, highlights, fields)
+    evidence_spans = tuple((f, s, e) for f in fields for s, e in spans.get(f, ()))
+    return Match(c.rule.name, snippet, highlights, fields, evidence_spans)
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`spans` sorted, overlapping and touching ones joined."""
+    merged: list[tuple[int, int]] = []
+    for s, e in sorted(spans):
+        if merged and s <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
+        else:
+            merged.append((s, e))
+    return merged
 
 
 def _admits(rule: Rule, feed: str, feed_tags: Collection[str]) -> bool:
@@ -178,18 +194,12 @@ def _snippet(text: str, spans: list[tuple[int, int]]) -> tuple[str, tuple[tuple[
     lead = "…" if lo > 0 else ""
     tail = "…" if hi < len(text) else ""
     where = _Collapsed(window)
-    marks = sorted(
+    marks = [
         (where.index(s - lo) + len(lead), where.index(e - 1 - lo) + 1 + len(lead))
         for s, e in spans
         if lo <= s < e <= hi
-    )
-    merged: list[tuple[int, int]] = []
-    for s, e in marks:
-        if merged and s <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(e, merged[-1][1]))
-        else:
-            merged.append((s, e))
-    return lead + body + tail, tuple(merged)
+    ]
+    return lead + body + tail, tuple(_merged(marks))
 
 
 class _Collapsed:
