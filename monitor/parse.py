@@ -26,8 +26,10 @@ and never raises on bad input: a document that cannot be used comes back as a
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
+import itertools
 import json
 import re
 import xml.sax
@@ -77,7 +79,8 @@ def parse_feed(
     against it unless the document or a ``Content-Location`` header says otherwise.
     ``headers`` are the HTTP response headers (any case); ``Content-Type`` supplies the
     charset that XML sniffing weighs. Only the first ``max_items`` entries become items;
-    ``truncated`` counts the rest.
+    ``truncated`` counts the rest (an XML document's entries past twice that are cut from
+    the bytes unparsed, and counted by their closing tags).
 
     Never raises on bad input (malformed XML, wrong encodings, HTML pages, random bytes,
     an empty body): an unusable document gives ``items=()`` and ``problem`` set.
@@ -92,21 +95,58 @@ def parse_feed(
     lowered = {k.lower(): v for k, v in (headers or {}).items()}
     if _looks_like_json(body, lowered.get("content-type", "")):
         return _parse_json_feed(body, feed=feed, url=url, max_items=max_items)
+    # Both parsers read the whole document before the first max_items entries are kept: a
+    # 14.8 MB body of 255,000 tiny items took feedparser 20 s and 400 MB. Entries past twice
+    # the limit are cut from the bytes and only counted. The slack keeps the items exactly as
+    # a full parse gives them unless over max_items of the first entries are duplicates or
+    # empty, which only a hostile document does.
+    body, cut = _cut_entries(body, 2 * max_items)
     if fast:
         fast_read = parse_fast.read(body, lowered)
         view = fast_read.view
         # A date string that neither feedparser-rs nor _parse_date can read: feedparser's
         # date handlers know more formats, and it decides.
         if view is not None and not any(map(_unreadable_dates, view.entries)):
-            return _parsed_feed(view, feed=feed, base=url, max_items=max_items, parser="fast")
-    return _parse_xml_feed(body, feed=feed, url=url, headers=lowered, max_items=max_items)
+            return _parsed_feed(
+                view, feed=feed, base=url, max_items=max_items, parser="fast", cut=cut
+            )
+    return _parse_xml_feed(body, feed=feed, url=url, headers=lowered, max_items=max_items, cut=cut)
+
+
+# The end of an RSS <item> or Atom <entry>, with any namespace prefix (</atom:entry>) and in
+# any case (feedparser lower-cases names, and its loose parser reads <ITEM> as an item).
+_ENTRY_END = re.compile(rb"</(?:[\w.-]+:)?(?:item|entry)\s*>", re.IGNORECASE)
+
+
+def _cut_entries(body: bytes, keep: int) -> tuple[bytes, int]:
+    """``body`` without the entries after its ``keep``-th, and how many entries were cut.
+
+    The cut goes from the end of the ``keep``-th closing tag to the end of the last one, so
+    what follows the entries (``</channel></rss>``, ``</feed>``) stays and the document stays
+    as well-formed as it was: the entries in between are complete siblings (feed-level
+    elements among them, rare past the first entries, go with them). A closing tag
+    that is not an entry's (one quoted in CDATA, an extension's ``<x:item>``) can make the
+    cut land inside an entry; the parsers read that as the malformed document it then is.
+    """
+    if keep < 1 or body.count(b"</") <= keep:  # too few closing tags of any kind: no search
+        return body, 0
+    ends = _ENTRY_END.finditer(body)
+    kept_end = next(itertools.islice(ends, keep - 1, None), None)
+    if kept_end is None:
+        return body, 0
+    # Only the count of the cut entries and where the last one ends are wanted.
+    tail = collections.deque(enumerate(ends, 1), maxlen=1)
+    if not tail:
+        return body, 0
+    cut, last = tail[0]
+    return body[: kept_end.end()] + body[last.end() :], cut
 
 
 # --- XML feeds via feedparser ------------------------------------------------------------
 
 
 def _parse_xml_feed(
-    body: bytes, *, feed: str, url: str, headers: dict[str, str], max_items: int
+    body: bytes, *, feed: str, url: str, headers: dict[str, str], max_items: int, cut: int
 ) -> ParsedFeed:
     # feedparser weighs Content-Type's charset, and a Content-Location header becomes the
     # document's base URI. No base is made up from `url`: feedparser would resolve entry ids
@@ -152,7 +192,9 @@ def _parse_xml_feed(
         entries=tuple(_fp_entry(e) if isinstance(e, dict) and e else None for e in entries),
     )
     base = headers.get("content-location") or url
-    return _parsed_feed(view, feed=feed, base=base, max_items=max_items, parser="feedparser")
+    return _parsed_feed(
+        view, feed=feed, base=base, max_items=max_items, parser="feedparser", cut=cut
+    )
 
 
 def _fp_entry(entry: dict[str, Any]) -> EntryView:
@@ -221,8 +263,9 @@ def _fp_string(value: object) -> str | None:
 
 
 def _parsed_feed(
-    view: FeedView, *, feed: str, base: str, max_items: int, parser: str
+    view: FeedView, *, feed: str, base: str, max_items: int, parser: str, cut: int
 ) -> ParsedFeed:
+    """Items from the view; ``cut`` counts the entries cut before parsing (as truncated)."""
     # Atom entries inherit the feed's author (RFC 4287 §4.2.1); RSS has no such rule.
     inherited = _name(view.author) if view.version.startswith("atom") else ""
 
@@ -240,7 +283,7 @@ def _parsed_feed(
         items=kept,
         version=view.version,
         problem=view.problem,
-        truncated=truncated,
+        truncated=truncated + cut,
         duplicates=duplicates,
         parser=parser,
     )

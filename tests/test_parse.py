@@ -167,6 +167,36 @@ def test_max_items_keeps_the_first_and_counts_the_rest() -> None:
     assert parsed.truncated == 4
 
 
+def atom(entries: str) -> str:
+    return f'<atom:feed xmlns:atom="http://www.w3.org/2005/Atom"><atom:title>F</atom:title>{entries}</atom:feed>'
+
+
+@pytest.mark.parametrize(
+    ("wrap", "entry"),
+    [
+        (rss, "<item><title>n{n}</title><guid>g{n}</guid></item>"),
+        (rss, "<ITEM><title>n{n}</title><guid>g{n}</guid></ITEM >"),
+        (atom, "<atom:entry><atom:id>g{n}</atom:id><atom:title>n{n}</atom:title></atom:entry>"),
+    ],
+    ids=["rss", "loose-case", "prefixed-atom"],
+)
+def test_entries_past_twice_max_items_are_cut_unparsed_and_counted(wrap: Any, entry: str) -> None:
+    entries = [entry.format(n=n) for n in range(25)]
+    # A duplicate within the first max_items: the next entry takes its place, as if the
+    # whole document had been read.
+    entries[2] = entry.format(n=1)
+    # Never parsed: an undefined entity would make the document malformed.
+    entries[20] = entry.format(n="&undefined;")
+    parsed = parse(wrap("".join(entries)), max_items=5)
+    assert [i.title for i in parsed.items] == ["n0", "n1", "n3", "n4", "n5"]
+    assert (parsed.duplicates, parsed.truncated) == (1, 19)
+    assert parsed.problem is None
+    assert parsed.title == ("F" if wrap is atom else "T")
+    # What was read is what a document of the first ten entries gives.
+    first_ten = parse(wrap("".join(entries[:10])), max_items=5)
+    assert (parsed.items, parsed.version) == (first_ten.items, first_ten.version)
+
+
 def test_links_are_absolute_and_prefer_the_alternate() -> None:
     doc = (
         '<feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://news.example.com/world/">'

@@ -206,6 +206,28 @@ async def test_ten_thousand_items_are_truncated_within_the_limits() -> None:
     assert len(parsed.items) == 1000 and parsed.truncated == 9000
 
 
+def tiny_items_feed(count: int) -> bytes:
+    entries = b"".join(
+        b"<item><guid>n%d</guid><title>t%d</title></item>" % (n, n) for n in range(count)
+    )
+    return (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>%s</channel></rss>'
+        % (entries)
+    )
+
+
+async def test_a_quarter_million_tiny_items_under_max_body_are_cut_before_parsing() -> None:
+    # Under http.max_body (15 MB), yet feedparser took 20 s and 400 MB to read it all: every
+    # poll of such a feed ran into the worker's time limit. Only the entries newsmon can keep
+    # are parsed; the rest are counted.
+    body = tiny_items_feed(250_000)
+    assert 10 * 10**6 < len(body) < 15 * 10**6
+    async with WorkerPool(workers=1) as daemons:
+        parsed = await daemons.run(parse_feed, body, feed="f", url="https://f.example/")
+    assert len(parsed.items) == 1000 and parsed.truncated == 249_000
+    assert [i.guid for i in parsed.items[:2]] == ["n0", "n1"] and parsed.items[-1].guid == "n999"
+
+
 async def test_close_leaves_no_process_behind() -> None:
     pool = WorkerPool(workers=2, timeout=5.0)
     busy = asyncio.create_task(pool.run(spin, 30))
