@@ -29,7 +29,7 @@ from monitor.model import Item
 from monitor.rules import compile_rules
 from monitor.scheduler import Daemon
 from monitor.store import Store
-from tests.support.daemon import newsmon
+from tests.support.daemon import newsmon, start_newsmon
 from tests.support.feedserver import FeedServer
 
 pytestmark = pytest.mark.slow
@@ -82,12 +82,16 @@ ITEMS_FEED = rss(
 )
 
 
-def xxe(target: str, *, parameter: bool = False) -> bytes:
-    """A feed whose DTD asks for `target`: as an external entity, or a parameter entity."""
+def xxe(target: str, *, parameter: bool = False, external_dtd: bool = False) -> bytes:
+    """A feed whose DTD asks for `target`: as an external entity, a parameter entity, or as
+    the external DTD itself (whose `ext` entity the item uses)."""
     if parameter:
         head = f'<!DOCTYPE rss [<!ENTITY % ext SYSTEM "{target}"> %ext;]>'
         return rss(item("x1", "before after"), head=head)
-    head = f'<!DOCTYPE rss [<!ENTITY ext SYSTEM "{target}">]>'
+    if external_dtd:
+        head = f'<!DOCTYPE rss SYSTEM "{target}">'
+    else:
+        head = f'<!DOCTYPE rss [<!ENTITY ext SYSTEM "{target}">]>'
     return rss(item("x1", "before &ext; after"), head=head).replace(b"&amp;ext;", b"&ext;")
 
 
@@ -130,6 +134,7 @@ async def hostile(tmp_path: Path, secret_file: Path) -> AsyncIterator[Run]:
             "xxe-file": (xxe(secret_file.as_uri()), "application/rss+xml"),
             "xxe-http": (xxe(dtd), "application/rss+xml"),
             "xxe-param": (xxe(dtd, parameter=True), "application/rss+xml"),
+            "xxe-dtd": (xxe(dtd, external_dtd=True), "application/rss+xml"),
             "challenge": (
                 b"<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>"
                 b"<noscript>Enable JavaScript and cookies to continue</noscript></body></html>",
@@ -229,7 +234,7 @@ async def test_external_entities_are_never_resolved(hostile: Run) -> None:
     assert run.server.hits("/evil.dtd") == 0
     everything = run.out + run.err + repr(run.items)
     assert "SECRET-MARKER" not in everything and "FROM-THE-NETWORK" not in everything
-    for name in ("xxe-file", "xxe-http", "xxe-param"):
+    for name in ("xxe-file", "xxe-http", "xxe-param", "xxe-dtd"):
         titles = [i.title for i in run.items[name]]
         assert titles and all("before" in t for t in titles), (name, titles)
 
@@ -331,6 +336,19 @@ async def test_broken_config_is_refused_at_check_and_at_reload(
     assert code == 1, out + err
     assert re.search(reason, err), err
     assert "Traceback" not in err
+
+    # The daemon refuses to start on it, with the very reason `check` gave.
+    proc = await start_newsmon(config, "run")
+    try:
+        _out, raw = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:  # still running: the config was accepted
+            proc.kill()
+            await proc.wait()
+    run_err = raw.decode(errors="replace")
+    assert proc.returncode == 1, run_err
+    assert err.strip() and all(line in run_err for line in err.splitlines()), (err, run_err)
+    assert "Traceback" not in run_err
 
     # A running daemon keeps its config when the file turns bad.
     write_config(config, db)
