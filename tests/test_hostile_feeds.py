@@ -29,7 +29,7 @@ from monitor.model import Item
 from monitor.rules import compile_rules
 from monitor.scheduler import Daemon
 from monitor.store import Store
-from tests.support.daemon import newsmon, start_newsmon
+from tests.support.daemon import newsmon
 from tests.support.feedserver import FeedServer
 
 pytestmark = pytest.mark.slow
@@ -336,19 +336,6 @@ async def test_broken_config_is_refused_at_check_and_at_reload(
     assert code == 1, out + err
     assert re.search(reason, err), err
     assert "Traceback" not in err
-
-    # The daemon refuses to start on it, with the very reason `check` gave.
-    proc = await start_newsmon(config, "run")
-    try:
-        _out, raw = await asyncio.wait_for(proc.communicate(), 60)
-    finally:
-        if proc.returncode is None:  # still running: the config was accepted
-            proc.kill()
-            await proc.wait()
-    run_err = raw.decode(errors="replace")
-    assert proc.returncode == 1, run_err
-    assert err.strip() and all(line in run_err for line in err.splitlines()), (err, run_err)
-    assert "Traceback" not in run_err
 
     # A running daemon keeps its config when the file turns bad.
     write_config(config, db)
