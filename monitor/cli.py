@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from monitor import __version__
@@ -63,8 +64,19 @@ def _build_parser() -> argparse.ArgumentParser:
     rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="SUBCOMMAND")
     test = rules_sub.add_parser("test", parents=[common], help="show what rules would match")
     test.add_argument("--rule", help="only this rule")
-    test.add_argument("--since", default="30d", help="stored items this recent (default 30d)")
+    test.add_argument(
+        "--since",
+        type=_duration,
+        default="30d",
+        help="stored items fetched this recently, all of them (default 30d)",
+    )
     test.add_argument("source", nargs="?", help="a feed file or URL instead of the stored corpus")
+    test.add_argument(
+        "--feed",
+        metavar="NAME",
+        help="test the feed file or URL as this configured feed, so that rules with feeds: "
+        "see it (default: the configured feed with that URL, if any)",
+    )
     test.add_argument(
         "--full-text",
         action="store_true",
@@ -73,7 +85,8 @@ def _build_parser() -> argparse.ArgumentParser:
     test.add_argument(
         "--explain",
         metavar="ITEM",
-        help="the item's GUID or URL: show why it did or did not match each clause of each rule",
+        help="the item's GUID or URL (any stored item, or one of the feed's): show why it did "
+        "or did not match each clause of each rule",
     )
 
     sub.add_parser("feeds", parents=[common], help="feed health")
@@ -91,6 +104,14 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _duration(text: str) -> timedelta:
+    """`parse_duration` for argparse: a bad value is a usage error (exit 2) with its reason."""
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _load(path: str) -> Settings | None:
     try:
         return load_config(path)
@@ -106,6 +127,9 @@ def _load(path: str) -> Settings | None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     config_path: str = getattr(args, "config", None) or _default_config()
+    if args.command == "rules" and args.feed is not None and args.source is None:
+        print("newsmon rules test: --feed needs a FEED_FILE_OR_URL", file=sys.stderr)
+        return 2
 
     if args.command == "init":
         try:
@@ -139,15 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "poll":
         return asyncio.run(commands.poll_once(settings))
     if args.command == "rules":
-        since = parse_duration(args.since)
         return asyncio.run(
             commands.rules_test(
                 settings,
                 args.rule,
-                since,
+                args.since,
                 args.source,
                 explain=args.explain,
                 full_text=args.full_text,
+                feed=args.feed,
             )
         )
     if args.command == "feeds":

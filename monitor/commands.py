@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from monitor.health import assess_all
 from monitor.model import Item, Match, Rule
 from monitor.notify import Notifier, mask_url
 from monitor.parse import parse_feed
-from monitor.rules import RuleSet, compile_rules, format_explanation
+from monitor.rules import RuleSet, admits, compile_rules, format_explanation
 from monitor.scheduler import Daemon, utcnow
 from monitor.store import Store
 
@@ -65,8 +66,9 @@ def _read_file(source: str) -> tuple[bytes, str]:
     return path.read_bytes(), path.as_uri()
 
 
-async def _items_from(settings: Settings, source: str, *, full_text: bool) -> list[Item]:
-    """The items of a feed file or URL; with `full_text`, each with its article's main text.
+async def _items_from(settings: Settings, source: str, feed: str, *, full_text: bool) -> list[Item]:
+    """The items of a feed file or URL, as items of the feed named `feed`; with `full_text`,
+    each with its article's main text.
 
     A URL that answers with an article page rather than a feed is taken as that one article.
     """
@@ -80,9 +82,9 @@ async def _items_from(settings: Settings, source: str, *, full_text: bool) -> li
         else:
             body, url = await asyncio.to_thread(_read_file, source)
             headers = {}
-        parsed = parse_feed(body, feed=source, url=url, headers=headers)
+        parsed = parse_feed(body, feed=feed, url=url, headers=headers)
         if not parsed.items and full_text and url.startswith("http"):
-            return [await _article_item(source, body, url, headers)]
+            return [await _article_item(feed, body, url, headers)]
         if parsed.problem:
             print(f"{source}: {parsed.problem}", file=sys.stderr)
         if not full_text:
@@ -90,10 +92,10 @@ async def _items_from(settings: Settings, source: str, *, full_text: bool) -> li
         return list(await asyncio.gather(*(with_article_text(fetcher, i) for i in parsed.items)))
 
 
-async def _article_item(source: str, body: bytes, url: str, headers: dict[str, str]) -> Item:
+async def _article_item(feed: str, body: bytes, url: str, headers: dict[str, str]) -> Item:
     article = await asyncio.to_thread(extract_article, body, url=url, headers=headers)
     return Item(
-        feed=source,
+        feed=feed,
         guid=url,
         url=url,
         title=article.title or "",
@@ -115,6 +117,44 @@ def _show_text(item: Item) -> None:
     print("---")
 
 
+@dataclass
+class _Run:
+    """One `rules test`: prints each match as it is found and counts what it tested."""
+
+    ruleset: RuleSet
+    rules: Sequence[Rule]
+    tags: Mapping[str, tuple[str, ...]]  # configured feed name -> its tags
+    show_text: bool  # print the text the rules see before each item's matches
+    items: int = 0
+    hits: dict[str, int] = field(default_factory=dict)  # rule name -> items it matched
+    # (item, rule) pairs never tested because the rule's `feeds:` leaves the item's feed out
+    filtered: int = 0
+
+    def __post_init__(self) -> None:
+        self.hits = {r.name: 0 for r in self.rules}
+        self._filtering = [r for r in self.rules if r.enabled and r.feeds]
+
+    def test(self, items: Iterable[Item]) -> None:
+        for item in items:
+            self.items += 1
+            tags = self.tags.get(item.feed, ())
+            self.filtered += sum(not admits(r, item.feed, tags) for r in self._filtering)
+            if self.show_text:
+                _show_text(item)
+            for match in self.ruleset.match(item, feed_tags=tags):
+                self.hits[match.rule] += 1
+                print(f"{match.rule}  {item.feed}  {_when(item.published)}  {item.title}")
+                if item.url:
+                    print(f"    {item.url}")
+                print(f"    {highlight(match)}")
+
+    def summary(self, hint: str = "") -> None:
+        counts = ", ".join(f"{name}: {count}" for name, count in self.hits.items())
+        print(f"{self.items} items tested; matches: {counts}")
+        if self.filtered:
+            print(f"{self.filtered} (item, rule) pairs skipped by the rules' feeds: filters{hint}")
+
+
 async def rules_test(
     settings: Settings,
     rule: str | None,
@@ -123,60 +163,77 @@ async def rules_test(
     *,
     explain: str | None = None,
     full_text: bool = False,
+    feed: str | None = None,
 ) -> int:
+    """Run the rules (or the one named `rule`) and print what they match.
+
+    Over every stored item fetched within `since` (read a page at a time, oldest first), or
+    over the feed file or URL `source`. `source`'s items belong to the configured feed named
+    `feed`, else to the configured feed whose URL is `source`, else to a feed named `source`
+    (which only rules without `feeds:` see). With `explain`, a GUID or URL: why that item did
+    or did not match, clause by clause; looked up among `source`'s items, or in the whole
+    store whatever its age.
+    """
     rules = [r for r in settings.rule_values() if rule is None or r.name == rule]
     if not rules:
         print(f"no rule named {rule!r}", file=sys.stderr)
         return 1
     ruleset = compile_rules(rules, settings.aliases)
-    now = utcnow()
+    feeds = {f.name: f for f in settings.feed_values()}
+    run = _Run(ruleset, rules, {name: f.tags for name, f in feeds.items()}, full_text)
     if source is None:
         async with await Store.open(settings.database) as store:
-            items = await store.items_since(now - since)
-    else:
-        try:
-            items = await _items_from(settings, source, full_text=full_text)
-        except (OSError, RuntimeError) as error:
-            print(error, file=sys.stderr)
+            if explain is not None:
+                found = await store.find_items(explain, canonical_url(explain))
+                return _explain(run, found, explain, "in the store")
+            async for page in store.item_pages(utcnow() - since):
+                run.test(page)
+        run.summary()
+        return 0
+
+    if feed is not None:
+        configured = feeds.get(feed)
+        if configured is None:
+            names = ", ".join(feeds) or "none"
+            print(f"no feed named {feed!r} (configured: {names})", file=sys.stderr)
             return 1
-    tags = {f.name: f.tags for f in settings.feed_values()}
+    else:
+        configured = next((f for f in feeds.values() if f.url == source), None)
+    name = source if configured is None else configured.name
+    try:
+        items = await _items_from(settings, source, name, full_text=full_text)
+    except (OSError, RuntimeError) as error:
+        print(error, file=sys.stderr)
+        return 1
+    if configured is not None:
+        tags = f" (tags: {', '.join(configured.tags)})" if configured.tags else ""
+        print(f"{source}: tested as feed {name!r}{tags}")
     if explain is not None:
-        return _explain(ruleset, rules, items, explain, tags)
-    hits: dict[str, int] = {r.name: 0 for r in rules}
-    for item in items:
-        if full_text:
-            _show_text(item)
-        for match in ruleset.match(item, feed_tags=tags.get(item.feed, ())):
-            hits[match.rule] += 1
-            print(f"{match.rule}  {item.feed}  {_when(item.published)}  {item.title}")
-            if item.url:
-                print(f"    {item.url}")
-            print(f"    {highlight(match)}")
-    summary = ", ".join(f"{name}: {count}" for name, count in hits.items())
-    print(f"{len(items)} items tested; matches: {summary}")
+        return _explain(run, _find(items, explain), explain, f"among the {len(items)} tested")
+    run.test(items)
+    hint = "" if configured else "; add --feed NAME to test them as a configured feed"
+    run.summary(hint)
     return 0
 
 
-def _explain(
-    ruleset: RuleSet,
-    rules: Sequence[Rule],
-    items: Sequence[Item],
-    wanted: str,
-    tags: Mapping[str, tuple[str, ...]],
-) -> int:
-    """Print, for the item whose GUID or URL is `wanted`, each rule's clause-by-clause verdict."""
+def _find(items: Sequence[Item], wanted: str) -> list[Item]:
+    """The items whose GUID or URL is `wanted`, URLs compared canonically too."""
     key = canonical_url(wanted)
-    found = [i for i in items if wanted in (i.guid, i.url) or (key and canonical_url(i.url) == key)]
+    return [i for i in items if wanted in (i.guid, i.url) or (key and canonical_url(i.url) == key)]
+
+
+def _explain(run: _Run, found: Sequence[Item], wanted: str, where: str) -> int:
+    """Print, for the first of `found` (the items whose GUID or URL is `wanted`), each rule's
+    clause-by-clause verdict."""
     if not found:
-        print(f"no item with GUID or URL {wanted!r} among the {len(items)} tested", file=sys.stderr)
+        print(f"no item with GUID or URL {wanted!r} {where}", file=sys.stderr)
         return 1
     item = found[0]
     print(f"{item.feed}  {_when(item.published)}  {item.title}")
-    for rule in rules:
+    tags = run.tags.get(item.feed, ())
+    for rule in run.rules:
         print()
-        print(
-            format_explanation(ruleset.explain(item, rule.name, feed_tags=tags.get(item.feed, ())))
-        )
+        print(format_explanation(run.ruleset.explain(item, rule.name, feed_tags=tags)))
     return 0
 
 

@@ -530,8 +530,16 @@ def _check_references(
                 j = seen[key] = seen.get(key, -1) + 1
                 if message:
                     path = ("rules", i, key, j)
-                    problems.append(doc.problem(path, f"rules[{i}].{key}[{j}]: {message}"))
+                    where = _rule_key(i, name, f"{key}[{j}]")
+                    problems.append(doc.problem(path, f"{where}: {message}"))
     return problems
+
+
+def _rule_key(i: int, name: Any, key: str) -> str:
+    """``rules[3].query (rule 'evin')``: the path in the file, and the rule's name to search for
+    in logs and in `rules test --rule` (a rule file's index alone does not say which rule)."""
+    path = f"rules[{i}].{key}"
+    return f"{path} (rule {name!r})" if isinstance(name, str) else path
 
 
 def _channel_ref(ref: Any, defined: list[str] | None) -> str | None:
@@ -600,7 +608,11 @@ def _compile(rule_docs: Sequence[tuple[Document, list[Any]]], aliases: Any) -> l
         lines = query.split("\n")
         offset = sum(len(ln) + 1 for ln in lines[: error.line - 1]) + error.column - 1
         problems.append(
-            doc.problem(("rules", i, "query"), f"rules[{i}].query: {error.message}", offset=offset)
+            doc.problem(
+                ("rules", i, "query"),
+                f"{_rule_key(i, error.rule, 'query')}: {error.message}",
+                offset=offset,
+            )
         )
     return problems
 

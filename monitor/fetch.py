@@ -230,11 +230,23 @@ class _HostSlots:
 class Fetcher:
     """One per process; safe to call concurrently. See the module docstring for the contract."""
 
-    def __init__(self, policy: HttpPolicy, *, allow_networks: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        policy: HttpPolicy,
+        *,
+        allow_networks: Sequence[str] = (),
+        resolver: AbstractResolver | None = None,
+    ) -> None:
         """`allow_networks`: CIDRs ("10.1.0.0/16", "127.0.0.1/32") allowed even when the policy
-        refuses private networks (intranet feeds). Raises ValueError for a malformed entry."""
+        refuses private networks (intranet feeds). Raises ValueError for a malformed entry.
+
+        `resolver`: turns host names into addresses; aiohttp's default when None. The address
+        guard filters whatever it answers, so it decides where names lead, never what is
+        allowed (tests pass one to stage DNS rebinding). The caller owns it: `close` leaves it
+        open."""
         guard = AddressGuard(allow_networks)
         self._policy = policy
+        self._names = resolver
         self._guard = None if policy.allow_private_networks else guard
         self._all = asyncio.Semaphore(policy.concurrency)
         self._hosts: dict[str, _HostSlots] = {}
@@ -259,7 +271,8 @@ class Fetcher:
         self._session = self._resolver = None
         if session is not None:
             await session.close()
-        if resolver is not None:  # the connector closes only resolvers it made itself
+        # The connector closes only resolvers it made itself; a resolver passed in stays open.
+        if resolver is not None and self._names is None:
             await resolver.close()
 
     async def fetch(
@@ -315,7 +328,7 @@ class Fetcher:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            resolver: AbstractResolver = aiohttp.DefaultResolver()
+            resolver: AbstractResolver = self._names or aiohttp.DefaultResolver()
             if self._guard is not None:
                 resolver = GuardedResolver(resolver, self._guard)
             self._resolver = resolver

@@ -18,6 +18,7 @@ baseline), so adding a feed does not flood the channels with its archive.
 
 from __future__ import annotations
 
+import random
 import zlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,14 +48,24 @@ from monitor.model import (
 # A publication date this far ahead of `now` is a feed's mistake (2099, a wrong time zone),
 # not news from the future: such an item is treated as undated when deciding the baseline.
 FUTURE_SKEW = timedelta(days=1)
-# Failing feeds back off exponentially from their interval up to this ceiling, so a dead host
-# is asked about once a day at most, and retried promptly once it answers again.
+# Failing feeds back off exponentially from their interval up to this ceiling (plus jitter), so
+# a dead host is asked about once a day, and retried promptly once it answers again.
 MAX_BACKOFF = timedelta(hours=24)
 # A server's Cache-Control max-age may stretch the interval, never beyond this.
 MAX_CACHE_STRETCH = timedelta(hours=6)
-# Next polls are spread over this share of the interval, per feed, so feeds configured together
-# (or a restart) do not all fall due in the same second.
+# Next polls (and retries of failing feeds) are spread over this share of the wait, per feed,
+# so feeds configured together, or failing together (the network was down), do not all fall
+# due in the same second.
 JITTER_SHARE = 0.1
+# At start, the feeds that are due (new ones, and every feed that fell due while the daemon was
+# down) are spread out rather than polled in the first seconds: polled in one burst, they would
+# stay in step, within the 10 % jitter, for good. Each is moved by a random offset within this
+# share of its interval, at most START_SPREAD_MAX (a new feed's first poll waits no longer than
+# that), and the whole spread is no wider than START_SPACING per due feed: a handful of feeds
+# start at once, a thousand over 100 s, about ten a second.
+START_SPREAD_SHARE = 0.5
+START_SPREAD_MAX = timedelta(minutes=5)
+START_SPACING = timedelta(milliseconds=100)
 
 
 class Matcher(Protocol):
@@ -328,6 +339,22 @@ def _max_age(headers: Mapping[str, str]) -> timedelta | None:
     for part in headers.get("cache-control", "").split(","):
         key, _, value = part.strip().partition("=")
         if key.lower() == "max-age" and value.strip().isdigit():
+def spread_start(
+    due: Sequence[tuple[str, timedelta]], now: datetime, *, rng: random.Random
+) -> dict[str, datetime]:
+    """When each of the feeds `due` at start, as (name, interval), is polled first.
+
+    Offsets are drawn from `rng` uniformly in ``[0, min(START_SPREAD_SHARE * interval,
+    START_SPREAD_MAX, len(due) * START_SPACING)]``. Only the daemon's start uses this;
+    ``poll --once`` polls every feed at once whatever its next poll.
+    """
+    width = START_SPACING * len(due)
+    return {
+        name: now + min(interval * START_SPREAD_SHARE, START_SPREAD_MAX, width) * rng.random()
+        for name, interval in due
+    }
+
+
             return timedelta(seconds=int(value))
     return None
 
@@ -373,7 +400,9 @@ def plan_update(
             last_modified=result.last_modified,
         )
     errors = state.error_count + 1
-    # The first failure retries after one interval (a blip), then the wait doubles.
+    # The first failure retries after one interval (a blip), then the wait doubles; the jitter
+    # comes on top, so Retry-After stays a floor and feeds that failed together (the network,
+    # or one host, was down) do not retry together.
     backoff = min(interval * (2 ** min(errors - 1, 10)), MAX_BACKOFF)
     if result.retry_after is not None:
         backoff = max(backoff, min(result.retry_after, MAX_BACKOFF))
@@ -381,7 +410,7 @@ def plan_update(
         name=feed.name,
         polled_at=now,
         status=result.status,
-        next_poll=now + backoff,
+        next_poll=now + backoff + _jitter(feed.name, backoff),
         success=False,
         error=error or "no usable response",
         etag=state.etag,

@@ -6,11 +6,15 @@ import asyncio
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from monitor import model
 from monitor.cli import main
+from monitor.store import Store
+from tests.support.daemon import newsmon
 from tests.support.feedserver import FeedServer
 from tests.support.receivers import HookReceiver
 
@@ -214,3 +218,133 @@ def test_check_reports_a_broken_channel_template(
     assert main(["--config", str(config), "check"]) == 1
     err = capsys.readouterr().err
     assert "channels.desk:" in err and "alert.j2" in err and "hunter2" not in err
+
+
+def stored(feed: str, guid: str, title: str) -> model.ItemRecord:
+    """An item as `newsmon poll` would store it, for filling a corpus through the Store API."""
+    url = f"https://{feed}.example/{guid}"
+    item = model.Item(feed=feed, guid=guid, url=url, title=title, summary="")
+    return model.ItemRecord(item, url, f"hash-{feed}-{guid}", f"story-{feed}-{guid}", False, None)
+
+
+async def store_items(database: str, feed: str, at: datetime, *records: model.ItemRecord) -> None:
+    """Store `records` as items of `feed` fetched at `at` (a poll of `feed` at that moment)."""
+    async with await Store.open(database) as store:
+        if feed not in {f.name for f in await store.feed_states()}:
+            await store.sync_feeds([model.Feed(feed, f"https://{feed}.example/feed", MINUTE)], at)
+        update = model.FeedUpdate(feed, at, at + MINUTE, True)
+        await store.apply(model.Decision(feed=feed, items=records), update)
+
+
+MINUTE = timedelta(minutes=1)
+# Three rules over the same words: one for every feed, one for the feeds tagged world, one for
+# the feed named local. Only the first sees items of a feed the config does not know.
+FILTERED_RULES = (
+    "rules:\n  - name: evin\n    query: '\"evin prison\"'\n"
+    "  - name: evin-world\n    query: '\"evin prison\"'\n    feeds: [tag:world]\n"
+    "  - name: evin-local\n    query: '\"evin prison\"'\n    feeds: [local]\n"
+)
+
+
+async def test_rules_test_over_the_stored_corpus_since(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    async with FeedServer() as server:
+        server.add("/f.xml", RSS)
+        config = write(
+            tmp_path / "c.yaml",
+            f"database: {database}\nhttp:\n  allow_private_networks: true\n"
+            f"feeds:\n  - name: local\n    url: {server.url('/f.xml')}\n    tags: [world]\n"
+            "channels:\n  console:\n    url: console://\n" + FILTERED_RULES,
+        )
+        code, out, err = await newsmon(config, "poll", "--once")
+        assert code == 0 and "2 new items" in out, out + err
+    # An archive feed, no longer configured, polled 40 days ago.
+    old = datetime.now(UTC) - timedelta(days=40)
+    await store_items(database, "archive", old, stored("archive", "a1", "Evin prison in 1990"))
+
+    code, out, err = await newsmon(config, "rules", "test")  # the default: the last 30 days
+    assert code == 0, err
+    assert "Protest outside Evin Prison" in out and "1990" not in out
+    assert "2 items tested; matches: evin: 1, evin-world: 1, evin-local: 1" in out
+    assert "skipped" not in out
+
+    code, out, err = await newsmon(config, "rules", "test", "--since", "60d")
+    assert code == 0, err
+    assert "[Evin prison] in 1990" in out
+    assert "3 items tested; matches: evin: 2, evin-world: 1, evin-local: 1" in out
+    assert "2 (item, rule) pairs skipped by the rules' feeds: filters" in out
+
+    # --explain finds any stored item, whatever --since says.
+    code, out, err = await newsmon(config, "rules", "test", "--explain", "a1")
+    assert code == 0, err
+    assert "archive" in out and "rule evin: match" in out
+    code, out, err = await newsmon(config, "rules", "test", "--explain", "https://x.example/1")
+    assert code == 0 and "Protest outside Evin Prison" in out, out + err
+
+    code, out, err = await newsmon(config, "rules", "test", "--since", "3x")
+    assert code == 2
+    assert "--since: invalid duration '3x'" in err and "Traceback" not in err, err
+
+
+def test_rules_test_goes_through_every_stored_item(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    config = write(
+        tmp_path / "c.yaml",
+        f"database: {database}\nfeeds: []\nchannels:\n  console:\n    url: console://\n"
+        "rules:\n  - name: evin\n    query: '\"evin prison\"'\n",
+    )
+    now = datetime.now(UTC)
+    many = [stored("wire", f"n{n}", f"Markets, day {n}") for n in range(10_050)]
+    asyncio.run(store_items(database, "wire", now - 2 * MINUTE, *many))
+    asyncio.run(store_items(database, "wire", now - MINUTE, stored("wire", "last", "Evin prison")))
+
+    assert main(["--config", str(config), "rules", "test", "--since", "1h"]) == 0
+    out = capsys.readouterr().out
+    assert "10051 items tested; matches: evin: 1" in out  # the newest item too, past 10,000
+    assert main(["--config", str(config), "rules", "test", "--explain", "last"]) == 0
+    assert "rule evin: match" in capsys.readouterr().out
+
+
+async def test_rules_test_over_a_feed_url_uses_the_configured_feed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feed = write(tmp_path / "f.xml", RSS.decode())
+    async with FeedServer() as server:
+        server.add("/f.xml", RSS)
+        url = server.url("/f.xml")
+        config = write(
+            tmp_path / "c.yaml",
+            "http:\n  allow_private_networks: true\n"
+            f"feeds:\n  - name: local\n    url: {url}\n    tags: [world]\n"
+            "channels:\n  console:\n    url: console://\n" + FILTERED_RULES,
+        )
+
+        async def rules_test(*args: str) -> int:  # its own event loop, in a thread
+            return await asyncio.to_thread(main, ["--config", str(config), "rules", "test", *args])
+
+        # The URL of a configured feed: its items are that feed's, tags and all.
+        assert await rules_test(url) == 0
+        out = capsys.readouterr().out
+        assert f"{url}: tested as feed 'local' (tags: world)" in out
+        assert "evin-local  local" in out and "[Evin Prison]" in out
+        assert "2 items tested; matches: evin: 1, evin-world: 1, evin-local: 1" in out
+        assert "skipped" not in out
+
+    # Another source is a feed no rule's feeds: names, unless --feed says which one it is.
+    assert await rules_test(str(feed)) == 0
+    out = capsys.readouterr().out
+    assert "2 items tested; matches: evin: 1, evin-world: 0, evin-local: 0" in out
+    assert "4 (item, rule) pairs skipped by the rules' feeds: filters; add --feed NAME" in out
+    assert await rules_test("--feed", "local", str(feed)) == 0
+    out = capsys.readouterr().out
+    assert "tested as feed 'local'" in out
+    assert "2 items tested; matches: evin: 1, evin-world: 1, evin-local: 1" in out
+    assert await rules_test("--feed", "local", "--explain", "1", str(feed)) == 0
+    assert "rule evin-local: match" in capsys.readouterr().out
+
+    assert await rules_test("--feed", "nope", str(feed)) == 1
+    assert "no feed named 'nope' (configured: local)" in capsys.readouterr().err
+    assert await rules_test("--feed", "local") == 2
+    assert "--feed needs a FEED_FILE_OR_URL" in capsys.readouterr().err

@@ -80,65 +80,72 @@ BROKEN = [
     (
         "unknown-channel",
         BASE + "rules:\n  - name: r\n    query: iran\n    channels: [console, slak]\n",
-        "rules[0].channels[1]: unknown channel 'slak' (defined: console)",
+        "rules[0].channels[1] (rule 'r'): unknown channel 'slak' (defined: console)",
         11,
         25,
     ),
     (
         "unknown-feed",
         BASE + "rules:\n  - name: r\n    query: iran\n    feeds: [tag:world, bcc]\n",
-        "rules[0].feeds[1]: unknown feed 'bcc'",
+        "rules[0].feeds[1] (rule 'r'): unknown feed 'bcc'",
         11,
         24,
     ),
     (
         "unknown-tag",
         BASE + "rules:\n  - name: r\n    query: iran\n    feeds: [tag:wrld]\n",
-        "rules[0].feeds[0]: no feed has tag 'wrld'",
+        "rules[0].feeds[0] (rule 'r'): no feed has tag 'wrld'",
         11,
         13,
     ),
     (
         "broken-query-plain",
         BASE + "rules:\n  - name: r\n    query: iran AND ) x\n",
-        "rules[0].query: ",
+        "rules[0].query (rule 'r'): ",
         10,
         17,  # the AND, 5 characters into a query that starts at column 12
     ),
     (
         "broken-query-single-quoted",
         BASE + "rules:\n  - name: r\n    query: 'it''s AND ) x'\n",
-        "rules[0].query: ",
+        "rules[0].query (rule 'r'): ",
         10,
         19,  # '' is one character of the value but two of the file
     ),
     (
         "broken-query-double-quoted",
         BASE + 'rules:\n  - name: r\n    query: "iran \\"a\\" ) x"\n',
-        "rules[0].query: unmatched ')'",
+        "rules[0].query (rule 'r'): unmatched ')'",
         10,
         24,
     ),
     (
         "broken-query-literal-block",
         BASE + "rules:\n  - name: r\n    query: |\n      iran AND\n      (x OR y))\n",
-        "rules[0].query: unmatched ')'",
+        "rules[0].query (rule 'r'): unmatched ')'",
         12,
         15,
     ),
     (
         "broken-query-folded-block",
         BASE + "rules:\n  - name: r\n    query: >\n      iran AND\n      (x OR y))\n",
-        "rules[0].query: unmatched ')'",
+        "rules[0].query (rule 'r'): unmatched ')'",
         12,
         15,
     ),
     (
         "unknown-alias",
         BASE + "aliases:\n  IRAN: [Iran]\nrules:\n  - name: r\n    query: 'iran AND @NOPE'\n",
-        "rules[0].query: unknown alias @NOPE",
+        "rules[0].query (rule 'r'): unknown alias @NOPE",
         12,
         22,
+    ),
+    (
+        "query-nested-too-deep",
+        BASE + "rules:\n  - name: r\n    query: '" + "(" * 70 + "x" + ")" * 70 + "'\n",
+        "rules[0].query (rule 'r'): the query nests more than 64 levels deep",
+        10,
+        13 + 64,  # the 65th parenthesis, inside a quoted value that starts at column 12
     ),
     (
         "wrong-type",
@@ -239,7 +246,7 @@ def test_every_problem_is_reported() -> None:
     assert [(p.line, p.message.split(":")[0]) for p in problems] == [
         (8, "feeds[0].interval"),
         (10, "http.tiemout"),
-        (14, "rules[0].channels[0]"),
+        (14, "rules[0].channels[0] (rule 'r')"),
     ]
 
 
@@ -301,6 +308,20 @@ def test_rule_file_errors_name_that_file(tmp_path: Path) -> None:
         (shown, 5, 5),  # missing query: the rule's mapping
         (shown, 6, 5),  # unknown key qery
     ]
+
+
+def test_query_errors_name_the_rule_and_its_place(tmp_path: Path) -> None:
+    config = write(tmp_path / "newsmon.yaml", BASE + "rule_files: ['rules/*.yaml']\n")
+    write(
+        tmp_path / "rules" / "desk.yaml",
+        "rules:\n  - name: evin\n    query: evin\n"
+        "  - name: treaty-watch\n    query: 'treaty NEAR'\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(config, env={})
+    (problem,) = caught.value.problems
+    assert (Path(problem.file).name, problem.line, problem.column) == ("desk.yaml", 5, 20)
+    assert problem.message.startswith("rules[1].query (rule 'treaty-watch'): NEAR without")
 
 
 def test_rule_file_syntax_error_and_main_errors_together(tmp_path: Path) -> None:

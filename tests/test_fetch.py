@@ -484,6 +484,84 @@ async def test_guarded_resolver_raises_when_nothing_is_left() -> None:
         await resolver.resolve("rebind.example", 80)
 
 
+class RebindingResolver(AbstractResolver):
+    """Answers the n-th lookup with the n-th list of addresses (the last list ever after), as a
+    DNS server under an attacker's control would: a harmless address first, then an inner one."""
+
+    def __init__(self, *answers: list[str]) -> None:
+        self.answers = answers
+        self.lookups: list[tuple[str, int]] = []  # (host, port) of every lookup, in order
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        addresses = self.answers[min(len(self.lookups), len(self.answers) - 1)]
+        self.lookups.append((host, port))
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def front() -> AsyncIterator[FeedServer]:
+    """A server on ::1, the one network the guarded fetchers below are allowed to reach."""
+    async with FeedServer(host="::1") as running:
+        yield running
+
+
+@pytest.mark.parametrize(
+    ("addresses", "expected"),
+    [
+        (["127.0.0.1"], "refused address 127.0.0.1 (loopback) for host feeds.test"),
+        (["::ffff:127.0.0.1"], "(loopback, as 127.0.0.1) for host feeds.test"),
+    ],
+)
+async def test_fetcher_refuses_a_name_that_resolves_to_loopback(
+    server: FeedServer, addresses: list[str], expected: str
+) -> None:
+    server.add("/feed.xml", FEED)
+    resolver = RebindingResolver(addresses)
+    guarded = policy(allow_private_networks=False)
+    async with Fetcher(guarded, allow_networks=["::1/128"], resolver=resolver) as fetcher:
+        result = await fetcher.fetch(f"http://feeds.test:{server.port}/feed.xml")
+    assert result.error is not None and result.error.endswith(expected), result.error
+    assert result.error.startswith("refused address ") and result.status is None
+    assert resolver.lookups == [("feeds.test", server.port)]  # the fetcher's own lookup
+    assert server.requests == []
+
+
+async def test_fetcher_checks_the_address_at_each_connect_so_rebinding_is_refused(
+    server: FeedServer, front: FeedServer
+) -> None:
+    # The name first leads to the allowed front server, which redirects to the same name on
+    # the victim's port; by then the name resolves to loopback. A guard that judged the name
+    # once, or looked it up apart from the connection, would let the second hop through.
+    victim = server
+    victim.add("/secret", FEED)
+    front.redirect("/feed.xml", f"http://rebind.test:{victim.port}/secret", 302)
+    resolver = RebindingResolver(["::1"], ["127.0.0.1"])
+    guarded = policy(allow_private_networks=False)
+    async with Fetcher(guarded, allow_networks=["::1/128"], resolver=resolver) as fetcher:
+        result = await fetcher.fetch(f"http://rebind.test:{front.port}/feed.xml")
+    assert result.error == "refused address 127.0.0.1 (loopback) for host rebind.test"
+    assert result.final_url == f"http://rebind.test:{victim.port}/secret"
+    assert result.status is None and result.body is None
+    assert front.hits("/feed.xml") == 1  # the first answer was used, and allowed
+    assert resolver.lookups == [("rebind.test", front.port), ("rebind.test", victim.port)]
+    assert victim.requests == []
+
+
 # --- concurrency ----------------------------------------------------------------------------------
 
 

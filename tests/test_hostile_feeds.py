@@ -12,7 +12,6 @@ forged log line).
 from __future__ import annotations
 
 import asyncio
-import gzip
 import os
 import re
 from collections.abc import AsyncIterator
@@ -29,7 +28,7 @@ from monitor.model import Item
 from monitor.rules import compile_rules
 from monitor.scheduler import Daemon
 from monitor.store import Store
-from tests.support.daemon import newsmon
+from tests.support.daemon import newsmon, start_newsmon
 from tests.support.feedserver import FeedServer
 
 pytestmark = pytest.mark.slow
@@ -164,8 +163,12 @@ async def hostile(tmp_path: Path, secret_file: Path) -> AsyncIterator[Run]:
             iconv = (corpus / "iconv.xml").read_bytes()  # windows-1251, declared in the document
             server.add("/cp1251-no-charset", iconv, content_type="text/xml")
             server.add("/cp1251-says-utf8", iconv, content_type="application/xml; charset=utf-8")
-            server.add("/gzip-real", gzip.decompress((corpus / "compressed.xml").read_bytes()))
-            documents |= {n: (b"", "") for n in ("cp1251-no-charset", "cp1251-says-utf8")}
+            # gzip on disk (a windows-1251 feed inside): sent as is, as a compressing server would.
+            compressed = (corpus / "compressed.xml").read_bytes()
+            server.add("/gzip-real", compressed, headers={"Content-Encoding": "gzip"})
+            documents |= {
+                n: (b"", "") for n in ("cp1251-no-charset", "cp1251-says-utf8", "gzip-real")
+            }
         database = tmp_path / "newsmon.db"
         config = tmp_path / "newsmon.yaml"
         config.write_text(
@@ -239,12 +242,55 @@ async def test_external_entities_are_never_resolved(hostile: Run) -> None:
         assert titles and all("before" in t for t in titles), (name, titles)
 
 
+# A document that keeps feedparser busy for seconds: 8 MB of escaped HTML in one description
+# for its sanitiser to walk (about a microsecond a byte here), and a guid that is no URL, which
+# keeps the document off the fast path.
+SLOW_FEED = rss(
+    "<item><guid>slow-1</guid><title>Slow</title><description>"
+    + "&lt;p&gt;&lt;b&gt;w&lt;/b&gt; x&lt;/p&gt;" * 200_000
+    + "</description></item>"
+)
+
+
+async def test_a_parse_over_the_configured_worker_limit_fails_that_feed_alone(
+    tmp_path: Path,
+) -> None:
+    async with FeedServer() as server:
+        server.add("/good", FEED, content_type="application/rss+xml")
+        server.add("/slow", SLOW_FEED, content_type="application/rss+xml")
+        config = tmp_path / "newsmon.yaml"
+        config.write_text(
+            f"database: sqlite:///{tmp_path / 'newsmon.db'}\n"
+            "http: {allow_private_networks: true}\n"
+            "workers: {timeout: 1s}\n"
+            f"feeds:\n{feeds_yaml(server, ['slow', 'good'])}"
+        )
+        code, out, err = await newsmon(config, "poll", "--once")
+    run = Run(code, out, err, {}, server)
+    assert code == 0, err
+    assert "Traceback" not in err, err
+    slow = run.log("slow")
+    assert any("poll failed" in line for line in slow), slow
+    assert any("error=worker stopped: task ran longer than 1s" in line for line in slow), slow
+    assert any("polled feed=good status=200 new=2" in line for line in run.log("good")), err
+
+
 @pytest.mark.skipif(not REAL_FEEDS.is_dir(), reason=f"no corpus at {REAL_FEEDS}")
 async def test_wrong_or_missing_charsets_still_read_the_words(hostile: Run) -> None:
     for name in ("cp1251-no-charset", "cp1251-says-utf8"):
         titles = [i.title for i in hostile.items[name]]
         assert len(titles) == 10, (name, hostile.log(name))
         assert all(re.search("[А-Яа-я]{3}", t) for t in titles), titles
+
+
+@pytest.mark.skipif(not REAL_FEEDS.is_dir(), reason=f"no corpus at {REAL_FEEDS}")
+async def test_a_real_gzip_encoded_feed_is_decoded_and_read(hostile: Run) -> None:
+    assert hostile.server.hits("/gzip-real") == 1
+    log = hostile.log("gzip-real")
+    assert any("polled feed=gzip-real status=200 new=10" in line for line in log), log
+    titles = [i.title for i in hostile.items["gzip-real"]]
+    assert len(titles) == 10, log
+    assert "В Бузулуке главные стройплощадки – детсад и Ледовый дворец" in titles, titles
 
 
 # --- feed text reaches the log and the terminal as data ----------------------------------------
@@ -336,6 +382,19 @@ async def test_broken_config_is_refused_at_check_and_at_reload(
     assert code == 1, out + err
     assert re.search(reason, err), err
     assert "Traceback" not in err
+
+    # The daemon refuses to start on it, with the very reason `check` gave.
+    proc = await start_newsmon(config, "run")
+    try:
+        _out, raw = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:  # still running: the config was accepted
+            proc.kill()
+            await proc.wait()
+    run_err = raw.decode(errors="replace")
+    assert proc.returncode == 1, run_err
+    assert err.strip() and all(line in run_err for line in err.splitlines()), (err, run_err)
+    assert "Traceback" not in run_err
 
     # A running daemon keeps its config when the file turns bad.
     write_config(config, db)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+import sys
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.model import Item, Rule
+from monitor.rules import compile_rules, format_explanation
 from monitor.rules.syntax import (
+    MAX_DEPTH,
     And,
     Near,
     Not,
@@ -78,6 +84,23 @@ def test_positions_are_recorded() -> None:
     assert node.right.pos == (2, 10)
 
 
+def nested(levels: int) -> str:
+    """``w0 AND (x0 OR (w1 AND (x1 OR (… z …))))``: `levels` parentheses deep."""
+    return "".join(f"w{i} AND (x{i} OR (" for i in range(levels // 2)) + "z" + "))" * (levels // 2)
+
+
+def column_of(query: str, needle: str, nth: int) -> int:
+    """The 1-based column of the `nth` (1-based) `needle` in one-line `query`."""
+    at = -1
+    for _ in range(nth):
+        at = query.index(needle, at + 1)
+    return at + 1
+
+
+DEEP_PARENS = nested(300)
+DEEP_NOTS = "a " + "NOT " * 500 + "b"
+DEEP_NEARS = " NEAR ".join(["w"] * 200)
+
 ERRORS = [
     ("a AND", "AND without a term after it", 1, 3, "AND needs a term on both sides"),
     ("OR b", "OR without a term before it", 1, 1, "OR needs a term on both sides"),
@@ -113,6 +136,12 @@ ERRORS = [
     ("evin !!", "no letters or digits", 1, 6, None),
     ('""', "empty phrase", 1, 1, None),
     ("/abc", "unterminated regular expression", 1, 1, None),
+    # Too deep: the error points at the parenthesis, NOT or NEAR one level past the limit.
+    (DEEP_PARENS, "nests more than 64 levels", 1, column_of(DEEP_PARENS, "(", 65), "a OR b"),
+    (DEEP_NOTS, "nests more than 64 levels", 1, column_of(DEEP_NOTS, "NOT", 65), "NOT"),
+    (DEEP_NEARS, "nests more than 64 levels", 1, column_of(DEEP_NEARS, "NEAR", 65), "NEAR"),
+    ("(" * 100 + "a" + ")" * 100, "nests more than 64 levels", 1, 65, None),
+    ("x AND\n" + nested(70), "nests more than 64 levels", 2, column_of(nested(70), "(", 65), None),
 ]
 
 
@@ -130,14 +159,66 @@ def test_errors_point_at_the_culprit(
     assert isinstance(err, ValueError)
 
 
+def _near_nested(levels: int) -> str:
+    return "".join(f"x{i} OR y{i} NEAR (" for i in range(levels // 2)) + "z" + ")" * (levels // 2)
+
+
+def _scoped_nots(levels: int) -> str:
+    pairs = (levels - 2) // 2
+    return "a title:(" + "NOT (" * pairs + "b" + ")" * pairs + ")"
+
+
+# Shapes at the limit: each takes the parser's, compiler's, matcher's and explainer's
+# recursive walks as deep as a query may go. Beside each, the same one level deeper.
+AT_THE_LIMIT = [
+    (nested(MAX_DEPTH), f"({nested(MAX_DEPTH)})"),
+    ("a " + "NOT " * MAX_DEPTH + "b", "a " + "NOT " * (MAX_DEPTH + 1) + "b"),
+    (" NEAR ".join(["w0"] * (MAX_DEPTH + 1)), " NEAR ".join(["w0"] * (MAX_DEPTH + 2))),
+    (_near_nested(MAX_DEPTH), f"({_near_nested(MAX_DEPTH)})"),
+    (_scoped_nots(MAX_DEPTH), f"({_scoped_nots(MAX_DEPTH)})"),
+]
+
+
+@pytest.mark.parametrize(("query", "deeper"), AT_THE_LIMIT)
+def test_queries_at_the_depth_limit_work_with_room_to_spare(query: str, deeper: str) -> None:
+    words = " ".join(f"w{i} x{i} y{i} z{i}" for i in range(MAX_DEPTH)) + " a b"
+    item = Item(feed="f", guid="g", url=None, title=words, summary=words)
+    ruleset = compile_rules([Rule("deep", query)], {})
+    limit = sys.getrecursionlimit()
+    # syntax.py measured about 260 frames for the deepest shape; 400 leaves a margin and
+    # still fails well before the default limit of 1000 would.
+    sys.setrecursionlimit(len(inspect.stack()) + 400)
+    try:
+        node = parse_query(query)
+        assert parse_query(to_query(node)) == node
+        compile_rules([Rule("deep", query)], {})
+        ruleset.match(item)
+        format_explanation(ruleset.explain(item, "deep"))
+    finally:
+        sys.setrecursionlimit(limit)
+    with pytest.raises(RuleSyntaxError, match="nests more than"):
+        parse_query(deeper)
+
+
 QUERY_ALPHABET = st.sampled_from(
     [" ", "\n", "a", "b", "é", "ی", "*", "(", ")", '"', "@", "/", ":", "-", "!", "AND ", "OR ",
      "NOT ", "NEAR", "ONEAR/2 ", "/3", "title:", "source:", "tag:", "\\"]
 )  # fmt: skip
 
 
+# A prefix repeated up to 300 times around a few random tokens, closed or not: nesting on
+# both sides of the depth limit.
+DEEP = st.builds(
+    lambda opener, times, middle, close: opener * times + "".join(middle) + close * times,
+    st.sampled_from(["(", "NOT ", "a NEAR ", "x AND (y OR ", "NOT (", "title:(", "a OR ("]),
+    st.integers(0, 300),
+    st.lists(QUERY_ALPHABET, max_size=5),
+    st.sampled_from([")", "", " b", ") NEAR c"]),
+)
+
+
 @settings(max_examples=400, deadline=None)
-@given(st.one_of(st.text(), st.lists(QUERY_ALPHABET, max_size=25).map("".join)))
+@given(st.one_of(st.text(), st.lists(QUERY_ALPHABET, max_size=25).map("".join), DEEP))
 def test_arbitrary_text_raises_only_syntax_errors(query: str) -> None:
     try:
         parse_query(query)

@@ -306,6 +306,34 @@ async def test_items_since_returns_items_in_fetch_order(store: Store) -> None:
     assert [i.guid for i in await store.items_since(T0, limit=1)] == ["old"]
 
 
+async def test_item_pages_walk_every_item_in_fetch_order(store: Store) -> None:
+    await store.sync_feeds([feed("a"), feed("b")], T0)
+    await store.apply(decision("a", record("a", "1"), record("a", "2"), record("a", "3")), ok("a"))
+    await store.apply(decision("b", record("b", "4"), record("b", "5")), ok("b", T0 + MIN))
+    await store.apply(decision("a", record("a", "6")), ok("a", T0 + 2 * MIN))
+
+    pages = [[i.guid for i in page] async for page in store.item_pages(T0, size=2)]
+    # Pages break inside a run of items fetched at the same moment without losing one.
+    assert pages == [["1", "2"], ["3", "4"], ["5", "6"]]
+    assert [[i.guid for i in p] async for p in store.item_pages(T0 + MIN, size=4)] == [
+        ["4", "5", "6"]
+    ]
+    assert [p async for p in store.item_pages(T0 + 3 * MIN)] == []
+
+
+async def test_find_items_by_guid_url_or_canonical_url(store: Store) -> None:
+    await store.sync_feeds([feed("a"), feed("b")], T0)
+    await store.apply(decision("a", record("a", "g1", url="https://x.example/s")), ok("a"))
+    await store.apply(decision("b", record("b", "g2", url="https://x.example/s")), ok("b", T0))
+    await store.apply(decision("b", record("b", "g3")), ok("b", T0 + MIN))
+
+    assert [i.feed for i in await store.find_items("https://x.example/s")] == ["a", "b"]
+    assert [i.guid for i in await store.find_items("g3")] == ["g3"]
+    wanted = "https://x.example/s?utm_source=rss"
+    assert await store.find_items(wanted) == []
+    assert [i.guid for i in await store.find_items(wanted, "https://x.example/s")] == ["g1", "g2"]
+
+
 # --- the outbox ----------------------------------------------------------------------------------
 
 

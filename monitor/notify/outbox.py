@@ -297,7 +297,7 @@ class OutboxWorker:
             if self._clock() > start_by:
                 # Left leased and untouched: it is claimed again when the lease runs out.
                 log.info(
-                    "delivery %d to channel %r postponed: too little of its lease left",
+                    "delivery postponed delivery=%d channel=%s rule=%s item=%s reason=%s",
                     delivery.id,
                     delivery.channel,
                 )
@@ -305,12 +305,23 @@ class OutboxWorker:
             outcome = await self._send(delivery)
             now = self._clock()
             if outcome.ok:
+                    delivery.rule,
+                    delivery.item.guid,
+                    "too little of its lease left",
                 await self._store.mark_sent(delivery.id, now)
                 state = "sent"
             else:
                 state = await self._fail(delivery, outcome, now)
             self._on_outcome(delivery.channel, state, 1)
             return state, 1
+                log.info(
+                    "delivery sent delivery=%d channel=%s rule=%s item=%s attempt=%d",
+                    delivery.id,
+                    delivery.channel,
+                    delivery.rule,
+                    delivery.item.guid,
+                    delivery.attempts + 1,
+                )
 
     async def _deliver_digest(
         self, channel: str, group: list[Delivery], start_by: datetime, limit: asyncio.Semaphore
@@ -318,7 +329,12 @@ class OutboxWorker:
         ids = [d.id for d in group]
         async with limit:
             if self._clock() > start_by:
-                log.info("digest of %d to channel %r postponed: lease too short", len(ids), channel)
+                log.info(
+                    "digest postponed channel=%s alerts=%d reason=%s",
+                    channel,
+                    len(ids),
+                    "too little of its lease left",
+                )
                 return "postponed", len(ids)
             outcome = await self._send_digest(channel, group)
             now = self._clock()
@@ -337,31 +353,31 @@ class OutboxWorker:
         """Mark a digest's rows after its send: "digest" (sent), "dead" or "retried"."""
         if outcome.ok:
             await self._store.mark_digest_sent(ids, now)
-            log.info("digest to channel %r sent: %d alerts", channel, len(ids))
+            log.info("digest sent channel=%s alerts=%d", channel, len(ids))
             return "digest"
         attempts = max(d.attempts for d in group) + 1
         error = outcome.error or "the channel did not accept the digest"
         if outcome.permanent or attempts >= self._max_attempts:
             await self._store.mark_digest_failed(ids, now, error, None)
             log.error(
-                "digest of %d to channel %r dead after %d attempts: %s",
-                len(ids),
+                "digest dead channel=%s alerts=%d attempts=%d error=%s",
                 channel,
                 attempts,
                 error,
             )
             return "dead"
         retry_at = next_attempt(attempts, now, rng=self._rng, retry_after=outcome.retry_after)
+                len(ids),
         await self._store.mark_digest_failed(ids, now, error, retry_at)
         log.warning(
-            "digest of %d to channel %r failed (attempt %d), retry at %s: %s",
-            len(ids),
+            "digest failed channel=%s alerts=%d attempt=%d retry_at=%s error=%s",
             channel,
             attempts,
             retry_at.isoformat(timespec="seconds"),
             error,
         )
         return "retried"
+            len(ids),
 
     async def _send_digest(self, channel: str, group: list[Delivery]) -> SendOutcome:
         config = self._channels.get(channel) or Channel(channel, ())
@@ -369,14 +385,16 @@ class OutboxWorker:
             title, body = render_digest(config, group, self._clock())
             return await self._notifier.send_text(channel, title, body)
         except Exception as exc:  # a bug must cost one digest's attempt, not the drain
-            log.exception("digest to channel %r: unexpected error while sending", channel)
+            log.exception("digest send crashed channel=%s", channel)
             return SendOutcome(False, f"internal error: {type(exc).__name__}")
 
     async def _send(self, delivery: Delivery) -> SendOutcome:
         try:
             return await self._notifier.send(delivery)
         except Exception as exc:  # a bug in rendering or sending must cost one row, not the drain
-            log.exception("delivery %d: unexpected error while sending", delivery.id)
+            log.exception(
+                "delivery send crashed delivery=%d channel=%s", delivery.id, delivery.channel
+            )
             return SendOutcome(False, f"internal error: {type(exc).__name__}")
 
     async def _fail(self, delivery: Delivery, outcome: SendOutcome, now: datetime) -> str:
@@ -386,13 +404,20 @@ class OutboxWorker:
             await self._store.mark_failed(delivery.id, now, error, None)
             why = "permanent error" if outcome.permanent else f"{attempts} attempts"
             log.error(
-                "delivery %d to channel %r dead (%s): %s", delivery.id, delivery.channel, why, error
+                "delivery dead delivery=%d channel=%s rule=%s item=%s why=%s error=%s",
+                delivery.id,
+                delivery.channel,
+                delivery.rule,
+                delivery.item.guid,
+                why,
+                error,
             )
             return "dead"
         retry_at = next_attempt(attempts, now, rng=self._rng, retry_after=outcome.retry_after)
         await self._store.mark_failed(delivery.id, now, error, retry_at)
         log.warning(
-            "delivery %d to channel %r failed (attempt %d), retry at %s: %s",
+            "delivery failed delivery=%d channel=%s rule=%s item=%s attempt=%d retry_at=%s "
+            "error=%s",
             delivery.id,
             delivery.channel,
             attempts,
@@ -400,3 +425,5 @@ class OutboxWorker:
             error,
         )
         return "retried"
+            delivery.rule,
+            delivery.item.guid,

@@ -34,7 +34,7 @@ from monitor.rules.explain import Explanation, explain_rule
 from monitor.rules.prefilter import Prefilter
 from monitor.rules.syntax import RuleSyntaxError, parse_query
 
-__all__ = ["RuleError", "RuleErrors", "RuleSet", "compile_rules"]
+__all__ = ["RuleError", "RuleErrors", "RuleSet", "admits", "compile_rules"]
 
 # About three lines of an alert: enough context to judge a hit without opening the article.
 SNIPPET_CHARS: Final = 240
@@ -111,7 +111,7 @@ class RuleSet:
         matches: list[Match] = []
         for i in todo:
             c = self._compiled[i]
-            if not c.rule.enabled or not _admits(c.rule, item.feed, feed_tags):
+            if not c.rule.enabled or not admits(c.rule, item.feed, feed_tags):
                 continue
             if truth(c.tree, SCOPES["text"], doc):
                 matches.append(_match(c, doc))
@@ -128,7 +128,7 @@ class RuleSet:
         for c in self._compiled:
             if c.rule.name == rule_name:
                 doc = Doc(item, feed_tags)
-                return explain_rule(c, doc, _admits(c.rule, item.feed, feed_tags))
+                return explain_rule(c, doc, admits(c.rule, item.feed, feed_tags))
         raise KeyError(rule_name)
 
 
@@ -161,7 +161,8 @@ def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-def _admits(rule: Rule, feed: str, feed_tags: Collection[str]) -> bool:
+def admits(rule: Rule, feed: str, feed_tags: Collection[str]) -> bool:
+    """Whether ``rule``'s ``feeds`` lets it see items of ``feed`` (tagged ``feed_tags``)."""
     if not rule.feeds:
         return True
     return any(f == feed or (f.startswith("tag:") and f[4:] in feed_tags) for f in rule.feeds)

@@ -24,8 +24,9 @@ Lexical decisions:
 
 Structural rules checked here (so every error has a position): each operator has its operands,
 parentheses balance, NEAR joins only words, phrases, aliases, regexes, ORs of those and other
-NEARs, field scopes do not nest, and a query needs something positive to look for (``NOT a``
-alone would match almost every item).
+NEARs, field scopes do not nest, a query nests at most :data:`MAX_DEPTH` levels (parentheses,
+NOTs, field scopes and chained NEARs), and a query needs something positive to look for
+(``NOT a`` alone would match almost every item).
 
 :func:`parse_query` raises :class:`RuleSyntaxError` and nothing else, whatever the input.
 :func:`to_query` prints an AST back to a query that parses to an equal AST.
@@ -45,6 +46,7 @@ from monitor.rules.text import words
 __all__ = [
     "DEFAULT_NEAR",
     "FIELDS",
+    "MAX_DEPTH",
     "Alias",
     "And",
     "Field",
@@ -66,6 +68,16 @@ FIELDS: Final = ("title", "summary", "text", "url", "author", "source")
 # A sane ceiling: the distance is counted in words, and a window beyond a few hundred words
 # is "anywhere in the article", which AND already says.
 _MAX_NEAR: Final = 1000
+
+# How deep a query may nest. Each open parenthesis, each NOT or field scope in force and each
+# NEAR of a chain (NEAR is left-associative: a NEAR b NEAR c nests) is a level. Rules people
+# write nest a handful of levels; the bound exists because the parser's tree transformer and
+# the compiler's, matcher's and explainer's walks recurse once or more per level: 300 nested
+# parentheses or 500 chained NOTs overran Python's recursion limit (a RecursionError, not an
+# error that points at the query). At 64 levels the deepest of them takes about 260 frames
+# (32 times "w AND (x OR (", measured), well inside the default limit of 1000 even under the
+# daemon's own stack; tests/test_rules_syntax.py holds that margin.
+MAX_DEPTH: Final = 64
 
 # (line, column), both 1-based; not part of a node's equality, so trees compare by meaning.
 Pos: TypeAlias = tuple[int, int]
@@ -370,6 +382,53 @@ def _lex(query: str) -> list[Token]:
         raise _error(f"unexpected character {char!r}", pos) from None
 
 
+_OPERAND_START = frozenset({"WORD", "PHRASE", "ALIAS", "REGEX", "_LPAR", "NOT", "FIELD"})
+_OPERAND_END = frozenset({"WORD", "PHRASE", "ALIAS", "REGEX", "_RPAR"})
+
+
+def _check_depth(tokens: list[Token]) -> None:
+    """Raise at the first token that nests the query deeper than :data:`MAX_DEPTH` levels.
+
+    Counted on the tokens, before the parser builds a tree that deep: the levels of the open
+    parentheses (each with the NOTs, field scopes and NEARs that lead to it), the NOTs and
+    field scopes in a row before the next operand, and the NEARs chained so far in the group.
+    """
+    groups: list[tuple[int, int]] = []  # per open parenthesis: (levels it adds, outer NEARs)
+    depth = 0  # levels of the open parentheses
+    prefixes = 0  # NOTs and field scopes in a row, waiting for their operand
+    nears = 0  # NEARs chained in the current group
+    prev: Token | None = None
+    for tok in tokens:
+        kind = tok.type
+        if kind in _OPERAND_START and prev is not None and prev.type in _OPERAND_END:
+            nears = 0  # juxtaposition is AND: a new chain starts
+        if kind in {"NOT", "FIELD"}:
+            prefixes += 1
+        elif kind == "NEAR":
+            nears += 1
+        elif kind in {"_AND", "_OR"}:
+            nears = 0
+        elif kind == "_LPAR":
+            added = prefixes + nears + 1
+            groups.append((added, nears))
+            depth += added
+            prefixes = nears = 0
+        elif kind == "_RPAR":
+            if groups:  # an unmatched ')' is the grammar's error, reported later
+                added, nears = groups.pop()
+                depth -= added
+        else:
+            prefixes = 0
+        if depth + prefixes + nears > MAX_DEPTH:
+            raise _error(
+                f"the query nests more than {MAX_DEPTH} levels deep",
+                tok,
+                "parentheses, NOT, field scopes and chained NEARs each add a level; "
+                "write a OR (b OR (c)) as a OR b OR c, and NOT NOT a as a",
+            )
+        prev = tok
+
+
 def _grammar_error(tokens: list[Token], query: str) -> RuleSyntaxError:
     """Explain why ``tokens`` do not form a query, pointing at the first culprit."""
     opened: list[Token] = []
@@ -416,6 +475,7 @@ def _dangling(op: Token) -> RuleSyntaxError:
 def parse_query(query: str) -> Node:
     """Parse a rule query into its AST; raise :class:`RuleSyntaxError` if it is not valid."""
     tokens = _lex(query)
+    _check_depth(tokens)
     try:
         tree = _PARSER.parse(query)
     except UnexpectedInput:

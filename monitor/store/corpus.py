@@ -186,13 +186,32 @@ async def store(
     )
 
 
-async def since(conn: AsyncConnection, moment: datetime, limit: int) -> list[model.Item]:
-    rows = await conn.execute(
-        select(items)
-        .where(items.c.fetched_at >= moment)
-        .order_by(items.c.fetched_at, items.c.id)
-        .limit(limit)
-    )
+# Where a walk over the corpus stopped: the (fetched_at, id) of the last item it read.
+Cursor = tuple[datetime, int]
+
+
+async def since(
+    conn: AsyncConnection, moment: datetime, limit: int, after: Cursor | None = None
+) -> tuple[list[model.Item], Cursor | None]:
+    """Items fetched at or after `moment`, in (fetched_at, id) order, past `after`; at most
+    `limit`, and the cursor of the last one (None when there is none)."""
+    query = select(items).where(items.c.fetched_at >= moment)
+    if after is not None:
+        at, last = after
+        query = query.where(
+            sa.or_(items.c.fetched_at > at, sa.and_(items.c.fetched_at == at, items.c.id > last))
+        )
+    rows = (await conn.execute(query.order_by(items.c.fetched_at, items.c.id).limit(limit))).all()
+    cursor = (rows[-1].fetched_at, rows[-1].id) if rows else None
+    return [to_item(row) for row in rows], cursor
+
+
+async def find(conn: AsyncConnection, wanted: str, canonical: str | None) -> list[model.Item]:
+    """Items whose GUID or URL is `wanted`, or whose canonical URL is `canonical`; oldest first."""
+    match = sa.or_(items.c.guid == wanted, items.c.url == wanted)
+    if canonical:
+        match = sa.or_(match, items.c.canonical_url == canonical)
+    rows = await conn.execute(select(items).where(match).order_by(items.c.fetched_at, items.c.id))
     return [to_item(row) for row in rows]
 
 

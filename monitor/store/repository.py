@@ -301,7 +301,32 @@ class Store:
     async def items_since(self, since: datetime, limit: int = 10000) -> list[model.Item]:
         """Items fetched at or after `since`, oldest first, at most `limit` of them."""
         async with self._read() as conn:
-            return await corpus.since(conn, since, limit)
+            return (await corpus.since(conn, since, limit))[0]
+
+    async def item_pages(
+        self, since: datetime, *, size: int = 500
+    ) -> AsyncIterator[list[model.Item]]:
+        """Every item fetched at or after `since`, oldest first, `size` at a time.
+
+        Each page is its own short read that resumes after the last item of the page before,
+        in (fetch time, id) order: memory stays bounded whatever the size of the corpus, no
+        connection is held while the caller works on a page, and no item is skipped. Items
+        stored (or rewritten with a new fetch time) during the walk come at its end.
+        """
+        after: corpus.Cursor | None = None
+        while True:
+            async with self._read() as conn:
+                page, after = await corpus.since(conn, since, size, after)
+            if page:
+                yield page
+            if len(page) < size:
+                return
+
+    async def find_items(self, wanted: str, canonical: str | None = None) -> list[model.Item]:
+        """Every stored item whose GUID or URL is `wanted` or whose canonical URL is
+        `canonical` (``dedupe.canonical_url`` of it), any feed, any age; oldest first."""
+        async with self._read() as conn:
+            return await corpus.find(conn, wanted, canonical)
 
     # --- the outbox ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ It runs on whichever event loop starts it (`async with`, or `await start()` and 
 so an end-to-end test can serve feeds from the pytest loop while a subprocess polls them.
 Registrations may change while it runs: `add` on a path replaces what that path answers.
 Unregistered paths answer 404. All state is per instance; nothing is global.
+`FeedServer(host="::1")` serves on the IPv6 loopback instead.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class RecordedRequest:
 class FeedServer:
     """A real HTTP/1.1 server on 127.0.0.1, port chosen by the OS. See the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, host: str = "127.0.0.1") -> None:
+        """`host`: the loopback address to bind, "127.0.0.1" or "::1"."""
+        self.host = host
         self.requests: list[RecordedRequest] = []  # every request, in arrival order
         self.in_flight = 0  # requests being answered now
         self.max_in_flight = 0  # the most answered at once since start (or `reset`)
@@ -57,14 +60,14 @@ class FeedServer:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind 127.0.0.1 on a free port and start serving."""
+        """Bind `host` on a free port and start serving."""
         app = web.Application(middlewares=[self._observe])
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         # handler_cancellation: a client that gives up cancels its handler, so `in_flight`
         # falls at once and a trickling handler stops writing.
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, self.host, 0)
         await site.start()
         self._runner = runner
         self._port = runner.addresses[0][1]
@@ -96,8 +99,10 @@ class FeedServer:
             raise RuntimeError("FeedServer is not started")
         return self._port
 
-    def url(self, path: str, *, host: str = "127.0.0.1") -> str:
+    def url(self, path: str, *, host: str | None = None) -> str:
         """The absolute URL of `path`; `host` may name the server otherwise ("localhost")."""
+        if host is None:
+            host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}{_rooted(path)}"
 
     # --- what paths answer -----------------------------------------------------------------
