@@ -58,6 +58,7 @@ from monitor.configtypes import (
 )
 from monitor.configyaml import ConfigProblem, Document, ordered, read_document, validate
 from monitor.rules import RuleErrors, compile_rules
+from monitor.workers import DEFAULT_MEMORY, DEFAULT_TIMEOUT
 
 __all__ = [
     "ChannelSettings",
@@ -68,6 +69,7 @@ __all__ = [
     "PollingSettings",
     "RuleSettings",
     "Settings",
+    "WorkerSettings",
     "load_config",
     "load_config_text",
     "parse_duration",
@@ -157,6 +159,15 @@ class DedupeSettings(_Section):
 
     def value(self) -> model.DedupePolicy:
         return model.DedupePolicy(self.window, self.threshold, self.min_words)
+
+
+class WorkerSettings(_Section):
+    """`workers:`: the limits of each task run in a worker process (parse, extract, signatures)."""
+
+    timeout: Duration = timedelta(seconds=DEFAULT_TIMEOUT)
+    """A task running longer is stopped (its worker killed); its feed fails with the reason."""
+    memory: Size = DEFAULT_MEMORY
+    """Memory a task may add to an idle worker (address space); past it the task fails alone."""
 
 
 class FeedSettings(_Section):
@@ -275,6 +286,8 @@ class Settings(_Section):
     """Defaults for every feed."""
     dedupe: DedupeSettings = DedupeSettings()
     """How copies of a story are recognised across outlets and time."""
+    workers: WorkerSettings = WorkerSettings()
+    """Time and memory limits of parsing and article extraction; a change takes a restart."""
     aliases: dict[Name, list[Name]] = {}
     """Named word lists; a rule writes @NAME for any of them."""
     feeds: list[FeedSettings] = []

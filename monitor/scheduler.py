@@ -148,8 +148,13 @@ class Daemon:
         # feedparser takes tens of milliseconds per feed and holds the GIL: parsing, article
         # extraction and signatures run in worker processes so the loop keeps fetching, each
         # task bounded in time and memory so a hostile document cannot hang or exhaust us.
+        limits = self._settings.workers
         self._workers = await stack.enter_async_context(
-            WorkerPool(workers=max(1, min(4, os.cpu_count() or 2)))
+            WorkerPool(
+                workers=max(1, min(4, os.cpu_count() or 2)),
+                timeout=limits.timeout.total_seconds(),
+                memory=limits.memory,
+            )
         )
         self._start_delivery()
         await self.store.sync_feeds(list(self._feeds.values()), self._clock())
@@ -195,6 +200,10 @@ class Daemon:
                 if settings.database != self._settings.database:
                     log.warning("reload: a new database takes a restart; keeping the old one")
                     return False
+                if settings.workers != self._settings.workers:
+                    # Running workers hold their memory limit for life: the pool stays as it
+                    # started, and the rest of the file applies.
+                    log.warning("reload: new workers: limits take a restart; keeping the old ones")
                 http_before = (self._policy, tuple(self._settings.http.allow_networks))
                 self._configure(settings)
             except ConfigError as error:
