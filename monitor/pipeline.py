@@ -335,10 +335,6 @@ def _jitter(name: str, interval: timedelta) -> timedelta:
     return interval * share
 
 
-def _max_age(headers: Mapping[str, str]) -> timedelta | None:
-    for part in headers.get("cache-control", "").split(","):
-        key, _, value = part.strip().partition("=")
-        if key.lower() == "max-age" and value.strip().isdigit():
 def spread_start(
     due: Sequence[tuple[str, timedelta]], now: datetime, *, rng: random.Random
 ) -> dict[str, datetime]:
@@ -355,6 +351,10 @@ def spread_start(
     }
 
 
+def _max_age(headers: Mapping[str, str]) -> timedelta | None:
+    for part in headers.get("cache-control", "").split(","):
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "max-age" and value.strip().isdigit():
             return timedelta(seconds=int(value))
     return None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +21,15 @@ from monitor.model import (
     Rule,
     Seen,
 )
-from monitor.pipeline import MAX_BACKOFF, decide, fingerprints, lookup_keys, plan_update
+from monitor.pipeline import (
+    MAX_BACKOFF,
+    START_SPREAD_MAX,
+    decide,
+    fingerprints,
+    lookup_keys,
+    plan_update,
+    spread_start,
+)
 from monitor.rules import compile_rules
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -238,8 +248,9 @@ def test_failures_back_off_exponentially_to_a_ceiling_and_keep_validators() -> N
         plan_update(FEED, state(error_count=n, etag='"old"'), failing, now=NOW).next_poll - NOW
         for n in range(12)
     ]
-    assert delays == sorted(delays) and delays[0] == FEED.interval
-    assert delays[-1] == MAX_BACKOFF
+    assert delays == sorted(delays)
+    assert FEED.interval <= delays[0] <= FEED.interval * 1.1  # plus the feed's jitter
+    assert MAX_BACKOFF <= delays[-1] <= MAX_BACKOFF * 1.1
     u = plan_update(FEED, st, failing, now=NOW)
     assert not u.success and u.error == "HTTP 500" and u.etag == '"old"' and u.last_modified == "x"
 
@@ -248,7 +259,51 @@ def test_retry_after_is_a_floor() -> None:
     limited = FetchResult(
         FEED.url, FEED.url, 429, None, error="HTTP 429", retry_after=timedelta(hours=2)
     )
-    assert plan_update(FEED, state(), limited, now=NOW).next_poll == NOW + timedelta(hours=2)
+    next_poll = plan_update(FEED, state(), limited, now=NOW).next_poll
+    assert NOW + timedelta(hours=2) <= next_poll <= NOW + timedelta(hours=2) * 1.1
+
+
+def test_feeds_failing_together_do_not_retry_together() -> None:
+    # The network was down: 200 feeds of one interval failed in the same second.
+    failing = FetchResult(FEED.url, FEED.url, None, None, error="connection refused")
+    for errors in (0, 3, 20):
+        waits = [
+            plan_update(
+                replace(FEED, name=f"feed-{n}"), state(error_count=errors), failing, now=NOW
+            ).next_poll
+            - NOW
+            for n in range(200)
+        ]
+        backoff = min(FEED.interval * 2**errors, MAX_BACKOFF)
+        assert all(backoff <= w <= backoff * 1.1 for w in waits)
+        assert max(waits) - min(waits) >= backoff * 0.09  # over (nearly) the whole 10 %
+        assert max(Counter(waits).values()) <= 3  # never a crowd in one instant
+
+
+def test_feeds_due_at_start_are_spread_over_part_of_their_interval() -> None:
+    rng = random.Random(7)
+    # A thousand overdue feeds of 10 minutes: over 100 s (0.1 s a feed), not all at once.
+    due = [(f"feed-{n}", timedelta(minutes=10)) for n in range(1000)]
+    plan = spread_start(due, NOW, rng=rng)
+    offsets = sorted((t - NOW).total_seconds() for t in plan.values())
+    assert set(plan) == {name for name, _ in due}
+    assert 0 <= offsets[0] and offsets[-1] <= 100
+    assert offsets[-1] - offsets[0] >= 95
+    per_second = [sum(1 for o in offsets if s <= o < s + 1) for s in range(100)]
+    assert max(per_second) <= 25, max(per_second)
+    # Ten thousand: never past the cap, whatever the interval (a daily feed's first poll
+    # waits minutes, not half a day).
+    many = [(f"feed-{n}", timedelta(days=1)) for n in range(10_000)]
+    assert max(spread_start(many, NOW, rng=rng).values()) <= NOW + START_SPREAD_MAX
+    # Short intervals: within half of one.
+    short = [(f"fast-{n}", timedelta(seconds=2)) for n in range(100)]
+    assert max(spread_start(short, NOW, rng=rng).values()) <= NOW + timedelta(seconds=1)
+    # A lone new feed starts at once (within 0.1 s); nothing due, nothing planned.
+    (alone,) = spread_start([("new", timedelta(hours=1))], NOW, rng=rng).values()
+    assert NOW <= alone <= NOW + timedelta(milliseconds=100)
+    assert spread_start([], NOW, rng=rng) == {}
+    # The same seed, the same plan: replayable.
+    assert spread_start(due, NOW, rng=random.Random(7)) == plan
 
 
 def test_gone_disables_the_feed() -> None:

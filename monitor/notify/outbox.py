@@ -300,20 +300,15 @@ class OutboxWorker:
                     "delivery postponed delivery=%d channel=%s rule=%s item=%s reason=%s",
                     delivery.id,
                     delivery.channel,
+                    delivery.rule,
+                    delivery.item.guid,
+                    "too little of its lease left",
                 )
                 return "postponed", 1
             outcome = await self._send(delivery)
             now = self._clock()
             if outcome.ok:
-                    delivery.rule,
-                    delivery.item.guid,
-                    "too little of its lease left",
                 await self._store.mark_sent(delivery.id, now)
-                state = "sent"
-            else:
-                state = await self._fail(delivery, outcome, now)
-            self._on_outcome(delivery.channel, state, 1)
-            return state, 1
                 log.info(
                     "delivery sent delivery=%d channel=%s rule=%s item=%s attempt=%d",
                     delivery.id,
@@ -322,6 +317,11 @@ class OutboxWorker:
                     delivery.item.guid,
                     delivery.attempts + 1,
                 )
+                state = "sent"
+            else:
+                state = await self._fail(delivery, outcome, now)
+            self._on_outcome(delivery.channel, state, 1)
+            return state, 1
 
     async def _deliver_digest(
         self, channel: str, group: list[Delivery], start_by: datetime, limit: asyncio.Semaphore
@@ -362,22 +362,22 @@ class OutboxWorker:
             log.error(
                 "digest dead channel=%s alerts=%d attempts=%d error=%s",
                 channel,
+                len(ids),
                 attempts,
                 error,
             )
             return "dead"
         retry_at = next_attempt(attempts, now, rng=self._rng, retry_after=outcome.retry_after)
-                len(ids),
         await self._store.mark_digest_failed(ids, now, error, retry_at)
         log.warning(
             "digest failed channel=%s alerts=%d attempt=%d retry_at=%s error=%s",
             channel,
+            len(ids),
             attempts,
             retry_at.isoformat(timespec="seconds"),
             error,
         )
         return "retried"
-            len(ids),
 
     async def _send_digest(self, channel: str, group: list[Delivery]) -> SendOutcome:
         config = self._channels.get(channel) or Channel(channel, ())
@@ -420,10 +420,10 @@ class OutboxWorker:
             "error=%s",
             delivery.id,
             delivery.channel,
+            delivery.rule,
+            delivery.item.guid,
             attempts,
             retry_at.isoformat(timespec="seconds"),
             error,
         )
         return "retried"
-            delivery.rule,
-            delivery.item.guid,
