@@ -22,6 +22,7 @@ import contextlib
 import functools
 import logging
 import os
+import random
 import signal
 import socket
 import time
@@ -42,7 +43,14 @@ from monitor.model import Decision, Feed, FeedState, FeedUpdate, FetchResult, It
 from monitor.notify import DrainReport, Notifier, OutboxWorker
 from monitor.notify.digest import digest_trigger
 from monitor.parse import ParsedFeed, parse_feed
-from monitor.pipeline import decide, fingerprints, is_baseline, lookup_keys, plan_update
+from monitor.pipeline import (
+    decide,
+    fingerprints,
+    is_baseline,
+    lookup_keys,
+    plan_update,
+    spread_start,
+)
 from monitor.rules import RuleSet, compile_rules
 from monitor.store import Store
 from monitor.systemd import SystemdNotify, Watchdog, watchdog_interval
@@ -108,9 +116,11 @@ class Daemon:
         clock: Callable[[], datetime] = utcnow,
         owner: str | None = None,
         stdout: TextIO | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
         self._owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self._stdout = stdout
         self._stack = contextlib.AsyncExitStack()
@@ -261,6 +271,26 @@ class Daemon:
 
         return list(await asyncio.gather(*(bounded(s) for s in states)))
 
+    async def spread_due_feeds(self) -> dict[str, datetime]:
+        """Move the next poll of every feed due now (new, or overdue after downtime) to a
+        random moment soon (`pipeline.spread_start`), so a start does not poll them all in
+        one burst. Returns the planned times; a feed leased or polled meanwhile keeps its own.
+        """
+        now = self._clock()
+        due = [
+            (s.name, self._feeds[s.name].interval)
+            for s in await self.store.feed_states()
+            if s.name in self._feeds
+            and s.disabled_reason is None
+            and (s.next_poll is None or s.next_poll <= now)
+        ]
+        plan = spread_start(due, now, rng=self._rng)
+        await self.store.reschedule(plan, now)
+        if plan:
+            last = max(plan.values()) - now
+            log.info("spreading due feeds=%d over=%.1fs", len(plan), last.total_seconds())
+        return plan
+
     async def _poll_tick(self) -> None:
         """Claim due feeds up to the free concurrency and start their polls; do not wait."""
         free = self._policy.concurrency - len(self._in_flight)
@@ -358,6 +388,10 @@ class Daemon:
             applied = await tx.apply(decision, update)
         self._count(result, update, decision, applied.items, applied.channels, decided)
         self._log_poll(feed, result, update, new=applied.items, alerts=applied.alerts)
+        for found in decision.matches:
+            log.info(
+                "rule matched feed=%s item=%s rule=%s", found.feed, found.guid, found.match.rule
+            )
         if applied.alerts:
             self._kick_outbox()
         return PollOutcome(
@@ -591,6 +625,7 @@ class Daemon:
     async def run(self, stop: asyncio.Event, *, config_path: str | None = None) -> None:
         """Poll and deliver until `stop` is set, then let in-flight work finish."""
         loop = asyncio.get_running_loop()
+        await self.spread_due_feeds()
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
         scheduler.add_job(

@@ -8,11 +8,17 @@ import logging
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from monitor.config import load_config_text
 from monitor.logs import clean, configure_logging, event_fields
+from monitor.scheduler import Daemon
+from tests.support.feedserver import FeedServer
+from tests.support.receivers import HookReceiver
+from tests.test_e2e import Entry, rss
 
 REPO = Path(__file__).resolve().parent.parent
 log = logging.getLogger("newsmon")
@@ -200,3 +206,35 @@ def test_a_real_process_writes_json_lines_to_stderr() -> None:
     (event,) = [json.loads(line) for line in done.stderr.splitlines()]
     assert (event["message"], event["feeds"]) == ("started feeds=3", 3)
     assert done.stdout == ""
+
+
+async def test_json_events_of_a_match_and_its_delivery_carry_feed_item_rule_channel(
+    stream: io.StringIO, tmp_path: Path
+) -> None:
+    configure_logging("INFO", "json", stream)
+    async with FeedServer() as server, HookReceiver(answers=[500]) as hook:
+        server.add("/wire.xml", rss([Entry("evin-1", "Fire at Evin prison")], datetime.now(UTC)))
+        settings = load_config_text(
+            f"database: sqlite:///{tmp_path / 'db.sqlite'}\n"
+            "http: {allow_private_networks: true}\nweb: {enabled: false}\n"
+            f"feeds:\n  - name: wire\n    url: {server.url('/wire.xml')}\n"
+            f"channels:\n  hook:\n    url: {hook.url()}\n"
+            "rules:\n  - name: evin\n    query: '\"evin prison\"'\n"
+        )
+        clock = [datetime.now(UTC)]
+        async with Daemon(settings, clock=lambda: clock[0]) as daemon:
+            await daemon.poll_once()
+            await daemon.deliver()  # 500: retried later
+            clock[0] = clock[0].replace(year=clock[0].year + 1)
+            await daemon.deliver()
+    assert len(hook.accepted) == 1
+    events = [json.loads(line) for line in lines(stream)]
+    (matched,) = [e for e in events if e["message"].startswith("rule matched")]
+    assert (matched["feed"], matched["item"], matched["rule"]) == ("wire", "evin-1", "evin")
+    (failed,) = [e for e in events if e["message"].startswith("delivery failed")]
+    (sent,) = [e for e in events if e["message"].startswith("delivery sent")]
+    for event in (failed, sent):
+        assert (event["channel"], event["rule"], event["item"]) == ("hook", "evin", "evin-1")
+        assert isinstance(event["delivery"], int)
+    assert failed["level"] == "WARNING" and "500" in failed["error"]
+    assert sent["delivery"] == failed["delivery"] and sent["attempt"] == 2

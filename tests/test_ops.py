@@ -4,6 +4,7 @@ and a feed falling unwell announced once on the `admin` channel, across restarts
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import time
 from datetime import UTC, datetime, timedelta
@@ -124,3 +125,39 @@ async def test_retention_deletes_items_older_than_configured(tmp_path: Path) -> 
             clock[0] += timedelta(days=31)
             assert await daemon.apply_retention() == 1
             assert (await daemon.store.counts())["items"] == 0
+
+
+async def test_a_start_spreads_due_feeds_and_poll_once_still_polls_every_feed(
+    store_url: str,
+) -> None:
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    async with FeedServer() as server:
+        names = [f"f{n:02d}" for n in range(30)]
+        feeds = "".join(f"  - name: {n}\n    url: {server.url(f'/{n}.xml')}\n" for n in names)
+        settings = load_config_text(
+            f"database: {store_url}\n"
+            "http: {allow_private_networks: true}\nweb: {enabled: false}\n"
+            f"polling: {{interval: 10m}}\nfeeds:\n{feeds}"
+        )
+        async with Daemon(settings, clock=lambda: now, rng=random.Random(3)) as daemon:
+            store = daemon.store
+            # One feed is being polled (by another replica): it keeps what it has.
+            (busy,) = await store.claim_due_feeds(
+                now, limit=1, lease=timedelta(minutes=1), owner="other"
+            )
+            plan = await daemon.spread_due_feeds()
+            assert set(plan) == set(names)  # all new: all due
+            assert all(now <= t <= now + timedelta(seconds=3) for t in plan.values())  # 30 x 0.1 s
+            assert max(plan.values()) - min(plan.values()) >= timedelta(seconds=2)
+            stored = {s.name: s.next_poll for s in await store.feed_states()}
+            assert stored[busy.name] is None
+            assert all(stored[n] == plan[n] for n in names if n != busy.name)
+            # Due one by one, not in the first tick.
+            due_now = await store.claim_due_feeds(
+                now, limit=100, lease=timedelta(minutes=1), owner="me"
+            )
+            assert due_now == []
+            # `poll --once` polls every feed at once whatever the schedule (404s here).
+            outcomes = await daemon.poll_once()
+            assert {o.feed for o in outcomes} == set(names) - {busy.name}
+            assert all(o.status == 404 for o in outcomes)

@@ -6,7 +6,7 @@ transactions and states the contracts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -106,6 +106,25 @@ async def claim(
     rows = await conn.execute(select(feeds).where(feeds.c.name.in_(names)))
     by_name = {row.name: _state(row) for row in rows}
     return [by_name[name] for name in names]
+
+
+async def reschedule(
+    conn: AsyncConnection, next_polls: Mapping[str, datetime], now: datetime
+) -> None:
+    if not next_polls:
+        return
+    # Only feeds still due and not leased: one another replica is polling, or that it polled
+    # since they were read, keeps the next poll it was given.
+    stmt = (
+        sa.update(feeds)
+        .where(
+            feeds.c.name == sa.bindparam("b_name"),
+            or_(feeds.c.next_poll.is_(None), feeds.c.next_poll <= now),
+            or_(feeds.c.lease_until.is_(None), feeds.c.lease_until <= now),
+        )
+        .values(next_poll=sa.bindparam("b_next"))
+    )
+    await conn.execute(stmt, [{"b_name": n, "b_next": t} for n, t in next_polls.items()])
 
 
 async def states(conn: AsyncConnection) -> list[model.FeedState]:

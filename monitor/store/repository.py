@@ -202,6 +202,12 @@ class Store:
                 conn, self.dialect, now, limit=limit, lease=lease, owner=owner, force=force
             )
 
+    async def reschedule(self, next_polls: Mapping[str, datetime], now: datetime) -> None:
+        """Set the next poll of each named feed that is due at `now` (``next_poll`` unset or
+        reached) and not leased; the others keep theirs. For spreading due feeds at start."""
+        async with self._write() as conn:
+            await _feeds.reschedule(conn, next_polls, now)
+
     async def feed_states(self) -> list[model.FeedState]:
         """Every configured feed (disabled ones included), by name."""
         async with self._read() as conn:
