@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	mkdir -p var
+	install -d -m 0700 var
 	$(BIN)/newsmon --config $(CONFIG) run
 
 lint: $(STAMP)

@@ -204,6 +204,7 @@ class Delivery:
     attempts: int  # attempts made before this one
     created: datetime
     also: tuple[Copy, ...] = ()  # other outlets that carried the story
+    revision: str = ""  # Alert.revision: set on a follow-up for a material update of the item
 
 
 # --- what pipeline.decide() returns and the store applies -------------------------------

@@ -12,6 +12,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -73,6 +74,7 @@ def test_unit_has_the_service_settings_and_hardening() -> None:
         "NotifyAccess": "main",
         "DynamicUser": "yes",
         "StateDirectory": "newsmon",
+        "StateDirectoryMode": "0700",  # the SQLite database lives there: owner only
         "ProtectSystem": "strict",
         "ProtectHome": "yes",
         "PrivateTmp": "yes",
@@ -209,8 +211,26 @@ def test_dockerfile_runs_as_non_root_under_an_init_with_a_healthcheck() -> None:
     assert json.loads(next(i.args for i in stage if i.name == "CMD")) == ["newsmon", "run"]
     assert json.loads(next(i.args for i in stage if i.name == "VOLUME")) == ["/var/lib/newsmon"]
     assert healthcheck_command()[:2] == ["python", "-c"]
-    # The state volume's directory belongs to the user, so a fresh named volume does too.
-    assert any("-o newsmon" in i.args and "/var/lib/newsmon" in i.args for i in stage)
+    # The state volume's directory belongs to the user, owner-only, so a fresh named volume
+    # does too.
+    assert any("-o newsmon" in i.args and "-m 0700 /var/lib/newsmon" in i.args for i in stage), (
+        stage
+    )
+
+
+def test_make_run_makes_var_owner_only_even_when_it_exists(tmp_path: Path) -> None:
+    # What `make run` runs before newsmon, run for real in a scratch directory where a var/
+    # made by an older Makefile (mkdir -p under umask 022) is already there.
+    text = (REPO / "Makefile").read_text(encoding="utf-8")
+    recipe = re.search(r"^run:.*\n((?:\t.*\n)+)", text, re.MULTILINE)
+    assert recipe is not None
+    steps = [line.strip() for line in recipe.group(1).splitlines() if "newsmon" not in line]
+    assert steps and not any("mkdir" in step for step in steps), steps
+    (tmp_path / "var").mkdir(mode=0o755)
+    (tmp_path / "var").chmod(0o755)
+    for step in steps:
+        subprocess.run(step, shell=True, cwd=tmp_path, check=True)
+    assert stat.S_IMODE((tmp_path / "var").stat().st_mode) == 0o700
 
 
 def test_dockerfile_copies_only_what_exists_and_the_ignore_file_lets_through() -> None:

@@ -10,14 +10,19 @@ unserialised pair would both see "no such story" and start one each.
 from __future__ import annotations
 
 import asyncio
+import logging
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from monitor.model import Decision, DedupePolicy, Feed, FeedState, FeedUpdate, Item, Rule
+import sqlalchemy as sa
+
+from monitor.model import Copy, Decision, DedupePolicy, Feed, FeedState, FeedUpdate, Item, Rule
+from monitor.notify import render
 from monitor.pipeline import decide, fingerprints, lookup_keys
 from monitor.rules import compile_rules
-from monitor.store import Store
+from monitor.store import Store, dialect
+from monitor.store.tables import items
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 RULES = compile_rules([Rule("evin", '"evin prison"')], {})
@@ -194,6 +199,60 @@ async def test_a_material_update_is_stored_and_alerts_once_per_version(store: St
     assert stored.title.startswith("Parliament ratifies treaty")
 
 
+async def test_an_update_keeps_first_seen_and_its_follow_up_says_updated(
+    store: Store, store_url: str
+) -> None:
+    await store.sync_feeds(FEEDS, NOW)
+    wire, paper = FEEDS
+    first = Item("wire", "w1", "https://wire.example/w1", "Parliament debates treaty", ARTICLE)
+    await poll(store, wire, [first], NOW)
+    copy = Item("paper", "p1", "https://paper.example/p1", "Deputies back the pact", ARTICLE)
+    await poll(store, paper, [copy], NOW + timedelta(minutes=10))
+    rewritten = Item(
+        "wire",
+        "w1",
+        "https://wire.example/w1",
+        "Parliament ratifies treaty after all-night session",
+        "The vote came at dawn. "
+        + ARTICLE.replace("twenty-year", "20-year")[:200]
+        + " Deputies ratified it 190 to 30 and the speaker signed it at once.",
+    )
+    assert len((await poll(store, wire, [rewritten], NOW + timedelta(hours=1))).updates) == 1
+
+    # The story still started when the wire's item first came, and the paper came 10 min later.
+    (story,) = await store.stories()
+    assert story.first_seen == NOW
+    assert story.carried == (("wire", NOW), ("paper", NOW + timedelta(minutes=10)))
+    engine = dialect.create_engine(dialect.async_url(store_url))
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(items.c.guid, items.c.fetched_at, items.c.updated_at).order_by(
+                    items.c.guid
+                )
+            )
+            stamps = {row.guid: (row.fetched_at, row.updated_at) for row in rows}
+    finally:
+        await engine.dispose()
+    assert stamps == {
+        "p1": (NOW + timedelta(minutes=10), None),
+        "w1": (NOW, NOW + timedelta(hours=1)),
+    }
+
+    # The first alert and the follow-up reach the renderer told apart.
+    claimed = await store.claim_deliveries(
+        NOW + timedelta(hours=2), limit=10, lease=timedelta(minutes=1), owner="t"
+    )
+    first_alert, follow_up = sorted(claimed, key=lambda d: d.created)
+    assert first_alert.revision == "" and follow_up.revision != ""
+    assert follow_up.also == (Copy("paper", copy.url, None),)
+    title, body = render(first_alert)  # claimed late: it carries the item as it is now
+    assert title == rewritten.title and "Updated" not in body
+    title, body = render(follow_up)
+    assert title == "Updated: Parliament ratifies treaty after all-night session"
+    assert body.splitlines()[0].startswith("Updated: 2026-11-23 13:00 UTC")
+
+
 async def test_retention_prunes_old_items_with_everything_hanging_off_them(store: Store) -> None:
     await store.sync_feeds(FEEDS, NOW)
     wire = FEEDS[0]
@@ -216,6 +275,33 @@ async def test_sqlite_file_and_new_directory_are_private(tmp_path: Path) -> None
         pass
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+async def test_an_existing_sqlite_file_is_made_private_and_an_open_directory_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A database left by an older version, copied in, or created under umask 022, in a
+    # directory made by `mkdir -p`.
+    directory = tmp_path / "var"
+    directory.mkdir()
+    directory.chmod(0o755)
+    path = directory / "newsmon.db"
+    async with await Store.open(f"sqlite:///{path}") as store:
+        await store.sync_feeds(FEEDS, NOW)
+    files = [path, directory / "newsmon.db-wal", directory / "newsmon.db-shm"]
+    for file in files:
+        file.touch()
+        file.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="newsmon"):
+        async with await Store.open(f"sqlite:///{path}") as store:
+            assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
+            assert {s.name for s in await store.feed_states()} == {"wire", "paper"}
+    warned = caplog.text
+    assert all(f"database file {f} was mode 644; made owner-only" in warned for f in files)
+    assert (
+        f"database directory {directory.resolve()} is mode 755: other users can list it" in warned
+    )
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o755  # the operator's to change
 
 
 async def test_a_feed_remembers_when_it_last_brought_a_new_item(store: Store) -> None:

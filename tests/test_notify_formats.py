@@ -163,6 +163,27 @@ def test_times_are_in_the_channel_zone() -> None:
     assert "reuters (2026-11-24 00:30 +0330)" in body
 
 
+def test_a_follow_up_says_updated_in_title_and_every_format() -> None:
+    first = delivery()
+    follow_up = replace(
+        first, revision="3f2a9c0d1e2b", created=datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
+    )
+    channel = Channel("c", (), timezone="Asia/Tehran")
+    text = render_for(channel, follow_up, "text")
+    assert text.title == "Updated: Iran and Russia ratify treaty"
+    assert text.body.splitlines()[0] == (
+        "Updated: 2026-11-23 13:00 +0330 (the item's text changed since the first alert)"
+    )
+    md = render_for(channel, follow_up, "markdown").body
+    assert md.splitlines()[0].startswith("**Updated:** 2026")
+    assert "".join(_parse(markdown.markdown(md)).text).startswith("Updated: 2026-11-23 13:00")
+    html = _parse(render_for(channel, follow_up, "html").body)
+    assert html.tags[:2] == ["p", "b"] and "".join(html.text).startswith("Updated: 2026-11-23")
+    for fmt in ("text", "markdown", "html"):
+        shown = render_for(channel, first, fmt)
+        assert "Updated" not in shown.title + shown.body
+
+
 def test_auto_picks_the_first_urls_format() -> None:
     slack = Channel("c", ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/",))
     assert render_for(slack, delivery()).body_format == "markdown"

@@ -21,6 +21,9 @@ What a template sees (all strings unless said):
     passage    the matching passage, highlighted words marked «x» / **x** / <b>x</b>; or None
     also       up to MAX_ALSO other outlets: .feed, .url (http(s) or None), .when
     also_more  how many more outlets there were (int)
+    updated    on a follow-up (a rule with ``realert_on_update``, the item's text changed
+               materially): when newsmon saw that version, in the channel's zone; None on a
+               first alert                    revision  that version's id; "" on a first alert
     channel, story, alert_id                       item, match: the model values themselves
 
 Templates are strict: an unknown name is an error, found by ``validate_template`` (which
@@ -51,6 +54,7 @@ __all__ = [
     "MARK_CLOSE",
     "MARK_OPEN",
     "MAX_ALSO",
+    "UPDATED",
     "Rendered",
     "TemplateProblem",
     "channel_zone",
@@ -70,6 +74,8 @@ MARK_OPEN, MARK_CLOSE = "«", "»"
 # "Also reported by" stops here: a wire story can run in fifty outlets, and the alert
 # is about the story, not the list.
 MAX_ALSO = 10
+# What marks a follow-up alert (a material update of the item) in its title and body.
+UPDATED = "Updated:"
 _WEB_LINK = re.compile(r"^https?://", re.IGNORECASE)
 
 
@@ -222,6 +228,9 @@ def _context(fmt: str, delivery: Delivery, zone: tzinfo) -> dict[str, Any]:
         "passage": passage,
         "also": also,
         "also_more": max(0, len(delivery.also) - MAX_ALSO),
+        # A follow-up is queued by the poll that saw the new text: its creation is that moment.
+        "updated": format_time(delivery.created, zone=zone) if delivery.revision else None,
+        "revision": delivery.revision,
         "channel": delivery.channel,
         "story": delivery.story,
         "alert_id": delivery.alert_id,
@@ -270,16 +279,24 @@ def render_for(
         template = load_template(channel.template, fmt)
     origin = f"template {channel.template or fmt + '.j2'} ({fmt})"
     body = _run(template, origin, fmt, delivery, channel_zone(channel.timezone))
+    return Rendered(title=_title(delivery), body=body, body_format=fmt)
+
+
+def _title(delivery: Delivery) -> str:
     title = clean_line(delivery.item.title) or "(untitled)"
-    return Rendered(title=title, body=body, body_format=fmt)
+    # A follow-up must not read as the first alert again where only the title shows
+    # (a subject line, a notification): it says it is an update.
+    return f"{UPDATED} {title}" if delivery.revision else title
 
 
 def render(delivery: Delivery) -> tuple[str, str]:
     """Return ``(title, body)`` of the alert for ``delivery``, both plain text, in UTC.
 
-    The title is the item's title on one line. The body (the default text template) holds
-    the link, the source (feed name), the publication time, the rule, the matching passage
-    with highlighted words between « and », and the other outlets that carried the story.
+    The title is the item's title on one line (``Updated: `` before it on a follow-up for a
+    material update, whose body then starts with an ``Updated:`` line). The body (the default
+    text template) holds the link, the source (feed name), the publication time, the rule, the
+    matching passage with highlighted words between « and », and the other outlets that
+    carried the story.
     """
     rendered = render_for(Channel(delivery.channel, (), format=TEXT), delivery, TEXT)
     return rendered.title, rendered.body
@@ -310,6 +327,7 @@ _SAMPLE = Delivery(
     attempts=0,
     created=datetime(2026, 1, 1, 12, 0, tzinfo=UTC),
     also=(Copy("other-feed", "https://example.com/2", datetime(2026, 1, 1, 12, 5, tzinfo=UTC)),),
+    revision="sample-rev",
 )
 
 

@@ -77,7 +77,9 @@ async def articles(
         rows = await conn.execute(
             select(items.c.canonical_url, items.c.text, items.c.text_problem)
             .where(items.c.canonical_url.in_(batch), items.c.text != "")
-            .order_by(items.c.fetched_at.desc(), items.c.id.desc())
+            .order_by(
+                sa.func.coalesce(items.c.updated_at, items.c.fetched_at).desc(), items.c.id.desc()
+            )
         )
         for row in rows:
             by_url.setdefault(row.canonical_url, model.ArticleText(row.text, row.text_problem))
@@ -153,6 +155,7 @@ async def store(
                 "story": a.story,
                 "item_id": ids[(a.feed, a.guid)],
                 "priority": a.priority,
+                "revision": a.revision,
                 "created": now,
             }
             for a in decision.alerts
@@ -266,7 +269,8 @@ async def _insert_items(
 async def _update_items(
     conn: AsyncConnection, updates: Sequence[model.ItemUpdate], now: datetime
 ) -> int:
-    """Rewrite items whose text changed materially; they keep their story and their id."""
+    """Rewrite items whose text changed materially; they keep their story, their id and their
+    first fetch time, and record `now` as their last update."""
     for u in updates:
         await conn.execute(
             sa.update(items)
@@ -283,7 +287,9 @@ async def _update_items(
                 text_problem=u.item.text_problem,
                 content_hash=u.content_hash,
                 signature=u.signature,
-                fetched_at=now,
+                # fetched_at stays: the story's first-seen and "also reported by" times are
+                # when the item first came, not when it was last rewritten.
+                updated_at=now,
             )
         )
     return len(updates)

@@ -8,7 +8,9 @@ replicas starting together agree on who migrates.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +21,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
+
+log = logging.getLogger("newsmon")
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
 
@@ -69,12 +73,33 @@ def _private_file(path: Path) -> None:
     """Create the database file (and a missing directory) readable by the owner only.
 
     The corpus holds what was watched and alerted, which may itself be sensitive; the -wal and
-    -shm files SQLite adds inherit the database file's mode.
+    -shm files SQLite adds inherit the database file's mode. A file that already exists (made
+    by an older version, a copy, a `touch` under umask 022) is tightened to the owner only, and
+    its -wal and -shm with it. A directory open to other users is only warned about: it may be
+    shared on purpose, and its mode is the operator's to choose.
     """
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True)
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     os.close(fd)
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+            if mode & 0o077:
+                file.chmod(mode & 0o700)
+                log.warning("database file %s was mode %03o; made owner-only", file, mode)
+        except FileNotFoundError:  # no -wal or -shm until SQLite writes in WAL mode
+            continue
+    directory = path.parent.resolve()
+    mode = stat.S_IMODE(directory.stat().st_mode)
+    if mode & 0o077:
+        log.warning(
+            "database directory %s is mode %03o: other users can %s it; make it owner-only "
+            "(chmod 700)",
+            directory,
+            mode,
+            "write to" if mode & 0o022 else "list",
+        )
 
 
 def create_engine(url: URL) -> AsyncEngine:

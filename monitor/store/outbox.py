@@ -298,6 +298,7 @@ async def _details(conn: AsyncConnection, ids: Sequence[int]) -> list[model.Deli
                 attempts=row.attempts,
                 created=row.delivery_created,
                 also=tuple(also.values()),
+                revision=row.alert_revision,
             )
         )
     return claimed
@@ -314,6 +315,7 @@ def _detail_query(ids: Sequence[int]) -> Any:
             alerts.c.rule.label("alert_rule"),
             alerts.c.priority,
             alerts.c.story.label("alert_story"),
+            alerts.c.revision.label("alert_revision"),
             matches.c.id.label("match_id"),
             matches.c.snippet,
             matches.c.highlights,

@@ -116,7 +116,8 @@ items = Table(
     Column("content_hash", String(128), nullable=False),
     Column("story", String(200), nullable=False),
     Column("baseline", Boolean, nullable=False),
-    Column("fetched_at", UTCDateTime, nullable=False),
+    Column("fetched_at", UTCDateTime, nullable=False),  # first stored; an update keeps it
+    Column("updated_at", UTCDateTime),  # last material update of its text; NULL: none (0007)
     UniqueConstraint("feed", "guid"),
     Index(None, "canonical_url"),
     Index(None, "content_hash"),
@@ -159,6 +160,8 @@ alerts = Table(
     Column("story", String(200), nullable=False),
     Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
     Column("priority", String(20), nullable=False),
+    # model.Alert.revision: the text version a follow-up is about; "" for a first alert (0007)
+    Column("revision", String(64), nullable=False, server_default=""),
     Column("created", UTCDateTime, nullable=False),
     UniqueConstraint("key"),
     Index(None, "created"),
