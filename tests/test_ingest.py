@@ -15,6 +15,7 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from monitor.model import Copy, Decision, DedupePolicy, Feed, FeedState, FeedUpdate, Item, Rule
