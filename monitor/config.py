@@ -299,7 +299,8 @@ class Settings(_Section):
     rule_files: list[Name] = []
     """Globs of more rule files (each a mapping with a rules: list), relative to this file."""
     retention: Duration = timedelta(days=180)
-    """Items older than this are deleted with their matches (a daily job)."""
+    """Items their feed stopped listing longer ago than this are deleted with their matches (a
+    daily job); what a feed still lists is kept, so it never comes back as new."""
     web: WebSettings = WebSettings()
     """The health and metrics endpoints."""
     log_format: Literal["text", "json"] = "text"

@@ -334,3 +334,7 @@ class Decision:
     alerts: tuple[Alert, ...] = ()
     seen: int = 0  # parsed items that were already stored (not re-stored)
     updates: tuple[ItemUpdate, ...] = ()  # stored items whose text changed materially
+    # GUIDs of stored items the document still lists, unchanged: their `last_seen` is
+    # refreshed, so retention never prunes an item its feed still carries (which would come
+    # back as new on the next poll and alert again)
+    still_listed: tuple[str, ...] = ()

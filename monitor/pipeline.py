@@ -217,7 +217,8 @@ def decide(
     `min_words` or more). Items already stored for this feed (by GUID) are counted in `seen`,
     unless their text changed materially: then they are rewritten (`updates`), keep their
     story, and alert again only for rules with `realert_on_update`. Repeated GUIDs within one
-    document count once.
+    document count once. The GUIDs of stored items listed again unchanged are
+    `still_listed`: retention keeps what a feed still carries.
     """
     policy = dedupe_policy or DedupePolicy()
     prints = prints if prints is not None else fingerprints(items, policy)
@@ -231,6 +232,7 @@ def decide(
     updates: list[ItemUpdate] = []
     matching = _Matching(feed, rules, channels)
     seen = 0
+    still_listed: list[str] = []
 
     for item, fp in zip(items, prints, strict=True):
         if item.guid in done:
@@ -241,6 +243,7 @@ def decide(
         if stored is not None:
             if not _material(stored, fp):
                 seen += 1
+                still_listed.append(item.guid)
                 continue
             updates.append(ItemUpdate(item, fp.content_hash, fp.signature, fp.bands))
             matching.run(item, stored.story, revision=fp.content_hash[-12:])
@@ -275,6 +278,7 @@ def decide(
         tuple(matching.alerts),
         seen,
         tuple(updates),
+        tuple(still_listed),
     )
 
 

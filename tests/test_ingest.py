@@ -270,6 +270,37 @@ async def test_retention_prunes_old_items_with_everything_hanging_off_them(store
     assert [i.guid for i in await store.items_since(NOW - timedelta(days=365))] == ["w-new"]
 
 
+async def test_retention_keeps_what_a_feed_still_lists_and_prunes_what_it_dropped(
+    store: Store,
+) -> None:
+    await store.sync_feeds(FEEDS, NOW)
+    wire, paper = FEEDS
+    kept = Item("wire", "w-kept", "https://wire.example/kept", "Treaty talks resume", "")
+    dropped = Item("wire", "w-gone", "https://wire.example/gone", "Ceasefire holds", "")
+    await poll(store, wire, [kept, dropped], NOW - timedelta(days=200))
+    # The wire still lists `kept` a day ago; `dropped` left its document long since.
+    await poll(store, wire, [kept], NOW - timedelta(days=150))
+    await poll(store, wire, [kept], NOW - timedelta(days=1))
+    # The paper was parsed once, long ago, and answered 304 ever since: what it listed then is
+    # what it lists now (its latest listing), however old.
+    quiet = Item("paper", "p-quiet", "https://paper.example/quiet", "An unchanged page", "")
+    await poll(store, paper, [quiet], NOW - timedelta(days=300))
+
+    assert await store.prune_items(NOW - timedelta(days=180)) == 1
+    left = {i.guid for i in await store.items_since(NOW - timedelta(days=365))}
+    assert left == {"w-kept", "p-quiet"}
+    # Listed again, it is still the stored item: nothing new to store or to alert.
+    again = await poll(store, wire, [kept], NOW)
+    assert again.items == () and again.alerts == () and again.still_listed == ("w-kept",)
+
+    # Once the paper lists something else, the old page is an ordinary dropped item.
+    fresh = Item("paper", "p-new", "https://paper.example/new", "A new page", "")
+    await poll(store, paper, [fresh], NOW)
+    assert await store.prune_items(NOW - timedelta(days=180)) == 1
+    left = {i.guid for i in await store.items_since(NOW - timedelta(days=365))}
+    assert left == {"w-kept", "p-new"}
+
+
 async def test_sqlite_file_and_new_directory_are_private(tmp_path: Path) -> None:
     path = tmp_path / "state" / "newsmon.db"
     async with await Store.open(f"sqlite:///{path}"):

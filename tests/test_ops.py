@@ -109,22 +109,45 @@ async def test_an_unwell_feed_is_announced_once_on_admin(tmp_path: Path) -> None
     assert titles == ["newsmon: feed broken is failing"], titles
 
 
-async def test_retention_deletes_items_older_than_configured(tmp_path: Path) -> None:
+async def test_retention_keeps_what_a_feed_still_lists_and_prunes_what_it_dropped(
+    tmp_path: Path,
+) -> None:
     now = datetime.now(UTC)
     clock = [now]
-    async with FeedServer() as server:
-        server.add("/wire.xml", rss([Entry("a", "Fire at Evin prison")], now))
+    async with FeedServer() as server, HookReceiver() as hook:
+        # No ETag: every poll is a full parse (a 304 keeps the listing just the same).
+        server.add("/wire.xml", rss([Entry("a", "Fire at Evin prison")], now), etag=None)
         settings = load_config_text(
             f"database: sqlite:///{tmp_path / 'db.sqlite'}\n"
             "http: {allow_private_networks: true}\nweb: {enabled: false}\nretention: 30d\n"
             f"feeds:\n  - name: wire\n    url: {server.url('/wire.xml')}\n"
+            f"channels:\n  hook:\n    url: {hook.url()}\n"
+            "rules:\n  - name: evin\n    query: '\"evin prison\"'\n"
         )
         async with Daemon(settings, clock=lambda: clock[0]) as daemon:
-            await daemon.poll_once()
+
+            async def poll() -> int:
+                (outcome,) = await daemon.poll_once()
+                await daemon.deliver()
+                return outcome.new_items
+
+            assert await poll() == 1
+            assert await daemon.apply_retention() == 0
+            # Past the retention, the feed still lists the item: kept, and not news again.
+            clock[0] += timedelta(days=31)
+            assert await poll() == 0
             assert await daemon.apply_retention() == 0
             clock[0] += timedelta(days=31)
+            assert await daemon.apply_retention() == 0  # polled or not, it is what `wire` lists
+            assert await poll() == 0
+            # Gone from the feed: pruned once the retention has passed since it was last listed.
+            server.add("/wire.xml", rss([Entry("b", "Weather in Tehran")], now), etag=None)
+            clock[0] += timedelta(days=1)
+            assert await poll() == 1
+            clock[0] += timedelta(days=31)
             assert await daemon.apply_retention() == 1
-            assert (await daemon.store.counts())["items"] == 0
+            assert (await daemon.store.counts())["items"] == 1
+    assert [p.body["title"] for p in hook.accepted] == ["Fire at Evin prison"]
 
 
 async def test_a_start_spreads_due_feeds_and_poll_once_still_polls_every_feed(

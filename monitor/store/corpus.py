@@ -10,7 +10,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +28,10 @@ log = logging.getLogger("newsmon")
 # band keys). Texts of one outlet's template (a daily calendar) can make a band common; past
 # this bound the newest candidates are kept and a warning says recall may suffer.
 MAX_NEAR_CANDIDATES = 20_000
+# A stored item its feed lists again has its `last_seen` rewritten only when it is older than
+# this: retention counts in days, so an hour's lag is nothing, and an unchanged feed polled
+# every few minutes does not rewrite every one of its rows on every poll.
+LISTED_REFRESH = timedelta(hours=1)
 
 
 async def known(
@@ -119,6 +123,7 @@ async def store(
     """Insert what `decision` holds that is not stored yet; count what was inserted."""
     new_items = await _insert_items(conn, backend, decision.items, now)
     updated = await _update_items(conn, decision.updates, now)
+    await _still_listed(conn, decision.feed, decision.still_listed, now)
     refs = {(m.feed, m.guid) for m in decision.matches}
     refs |= {(a.feed, a.guid) for a in decision.alerts}
     banded = {(r.item.feed, r.item.guid): r.bands for r in decision.items if r.bands}
@@ -259,6 +264,7 @@ async def _insert_items(
             "story": r.story,
             "baseline": r.baseline,
             "fetched_at": now,
+            "last_seen": now,
         }
         for r in records
     ]
@@ -290,9 +296,24 @@ async def _update_items(
                 # fetched_at stays: the story's first-seen and "also reported by" times are
                 # when the item first came, not when it was last rewritten.
                 updated_at=now,
+                last_seen=now,
             )
         )
     return len(updates)
+
+
+async def _still_listed(
+    conn: AsyncConnection, feed: str, guids: Sequence[str], now: datetime
+) -> None:
+    """Refresh `last_seen` of the feed's stored items its document lists again (one UPDATE
+    per chunk, touching only rows older than ``LISTED_REFRESH``)."""
+    stale = now - LISTED_REFRESH
+    for batch in dialect.chunks(list(guids)):
+        await conn.execute(
+            sa.update(items)
+            .where(items.c.feed == feed, items.c.guid.in_(batch), items.c.last_seen < stale)
+            .values(last_seen=now)
+        )
 
 
 async def _index_bands(
@@ -312,9 +333,37 @@ async def _index_bands(
 
 
 async def prune_items(conn: AsyncConnection, before: datetime) -> int:
-    """Delete items fetched before `before`; matches, alerts, deliveries and bands cascade."""
-    result = await conn.execute(sa.delete(items).where(items.c.fetched_at < before))
-    return int(result.rowcount or 0)
+    """Delete items last listed before `before`; matches, alerts, deliveries and bands cascade.
+
+    Each feed's latest listing is kept whatever its age: the items of its last parsed document
+    (``last_seen`` within ``LISTED_REFRESH`` of the feed's newest). A feed that answers 304
+    for months, or fails for months, still lists them; pruned, they would be stored as new
+    and alerted again at its next full poll.
+    """
+    latest = sa.func.max(items.c.last_seen).label("latest")
+    rows = await conn.execute(select(items.c.feed, latest).group_by(items.c.feed))
+    fresh: list[str] = []  # feeds whose latest listing is newer than `before`: no exception
+    cuts: dict[str, datetime] = {}  # the others: delete only what is older than that listing
+    for row in rows:
+        if row.latest is None:
+            continue
+        cut = row.latest - LISTED_REFRESH
+        if cut >= before:
+            fresh.append(row.feed)
+        else:
+            cuts[row.feed] = cut
+    deleted = 0
+    for batch in dialect.chunks(fresh):
+        result = await conn.execute(
+            sa.delete(items).where(items.c.feed.in_(batch), items.c.last_seen < before)
+        )
+        deleted += int(result.rowcount or 0)
+    for feed, cut in cuts.items():
+        result = await conn.execute(
+            sa.delete(items).where(items.c.feed == feed, items.c.last_seen < cut)
+        )
+        deleted += int(result.rowcount or 0)
+    return deleted
 
 
 async def prune_bands(conn: AsyncConnection, before: datetime) -> int:

@@ -260,10 +260,14 @@ class Store:
             return await reports.claim_announcement(conn, self.dialect, key, now)
 
     async def prune_items(self, before: datetime) -> int:
-        """Delete items fetched before `before`, with their matches, alerts and deliveries.
+        """Delete items their feed last listed before `before`, with their matches, alerts and
+        deliveries.
 
-        Stories need no pruning: a story is the items that carry its key, so it lasts exactly
-        as long as one of them does. Returns how many items were deleted.
+        An item's ``last_seen`` is refreshed by each :meth:`apply` whose decision lists it
+        (``Decision.still_listed``), at most hourly; each feed's latest listing is kept
+        whatever its age (a feed answering 304 or failing still lists it). Stories need no
+        pruning: a story is the items that carry its key, so it lasts exactly as long as one
+        of them does. Returns how many items were deleted.
         """
         async with self._write() as conn:
             return await corpus.prune_items(conn, before)
@@ -279,7 +283,9 @@ class Store:
         Inserts the decision's items (fetched at ``update.polled_at``), matches and alerts,
         skipping those already stored (same (feed, guid), same (item, rule), same alert key:
         a replica or an earlier attempt got there first), and one pending delivery, due at
-        ``update.polled_at``, per alert actually inserted. Then records the poll on the feed
+        ``update.polled_at``, per alert actually inserted; refreshes ``last_seen`` of the
+        stored items the document listed again (``decision.still_listed``). Then records the
+        poll on the feed
         (success: errors reset, validators replaced, ``polls`` + 1; failure: ``error_count``
         + 1, validators kept; ``update.url`` and ``update.disabled_reason`` when set) and
         releases its lease. Matches and alerts refer to items by (feed, guid): one of the

@@ -118,11 +118,18 @@ items = Table(
     Column("baseline", Boolean, nullable=False),
     Column("fetched_at", UTCDateTime, nullable=False),  # first stored; an update keeps it
     Column("updated_at", UTCDateTime),  # last material update of its text; NULL: none (0007)
+    # When a poll last found the item in its feed (0008): set on insert, refreshed (at most
+    # hourly) while the feed lists it. Retention prunes by it, not by fetched_at: an item
+    # pruned while its feed still lists it would come back as new and alert again. Nullable
+    # only because SQLite cannot add a NOT NULL column to a filled table; never NULL.
+    Column("last_seen", UTCDateTime),
     UniqueConstraint("feed", "guid"),
     Index(None, "canonical_url"),
     Index(None, "content_hash"),
     Index(None, "story"),
     Index(None, "fetched_at"),
+    Index(None, "last_seen"),  # retention's DELETE
+    Index(None, "feed", "last_seen"),  # each feed's latest listing, which retention keeps
 )
 
 # The near-duplicate index (0003): one row per LSH band of an item's signature. Rows older
