@@ -95,7 +95,7 @@ def _build_parser() -> argparse.ArgumentParser:
     alerts_sub = alerts.add_subparsers(dest="alerts_command", metavar="SUBCOMMAND")
     retry = alerts_sub.add_parser("retry", parents=[common], help="send dead alerts again")
     which = retry.add_mutually_exclusive_group(required=True)
-    which.add_argument("id", nargs="?", type=int, help="the delivery id")
+    which.add_argument("id", nargs="?", type=int, help="the alert's id, as `newsmon alerts` shows")
     which.add_argument("--dead", action="store_true", help="every dead alert")
     stories = sub.add_parser("stories", parents=[common], help="story groups")
     stories.add_argument("--limit", type=int, default=50)

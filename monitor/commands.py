@@ -19,7 +19,7 @@ from monitor.dedupe import canonical_url
 from monitor.extract import extract_article
 from monitor.fetch import Fetcher
 from monitor.health import assess_all
-from monitor.model import Item, Match, Rule
+from monitor.model import Copy, Delivery, Item, Match, Rule
 from monitor.notify import Notifier, mask_url
 from monitor.parse import parse_feed
 from monitor.rules import RuleSet, admits, compile_rules, format_explanation
@@ -302,11 +302,12 @@ _HOLD_REASONS = {
 }
 
 
-async def alerts_retry(settings: Settings, delivery_id: int | None, *, dead: bool) -> int:
+async def alerts_retry(settings: Settings, alert_id: int | None, *, dead: bool) -> int:
+    """Queue dead alerts again: the alert `alert_id` (the id `alerts` shows), or all."""
     async with await Store.open(settings.database) as store:
-        count = await store.retry_dead(None if dead else delivery_id, utcnow())
+        count = await store.retry_dead(None if dead else alert_id, utcnow())
     if count == 0 and not dead:
-        print(f"no dead alert with id {delivery_id}", file=sys.stderr)
+        print(f"no dead alert with id {alert_id}", file=sys.stderr)
         return 1
     print(f"{count} alert(s) queued again; a running daemon sends them within seconds")
     return 0
@@ -336,20 +337,51 @@ def _carried(carried: Sequence[tuple[str, datetime]], first: datetime) -> str:
     return ", ".join(parts)
 
 
+def sample_alert(channel: str, now: datetime) -> Delivery:
+    """A made-up alert for `send-test`, with every part a real one has (link, source, time,
+    rule, highlighted passage, another outlet), its title saying it is a test.
+
+    Its story is this moment's, so its email Message-ID is new on every run: a mail client
+    must not fold a second test into the first as a resend of it.
+    """
+    snippet = "Lawmakers voted on Tuesday to ratify the treaty, the speaker's office said."
+    start = snippet.index("ratify")
+    item = Item(
+        feed="newsmon-send-test",
+        guid=f"send-test-{now.isoformat()}",
+        url="https://example.org/newsmon/send-test",
+        title="newsmon test alert: parliament ratifies the sample treaty",
+        summary=snippet,
+        published=now,
+    )
+    return Delivery(
+        id=0,
+        alert_id=0,
+        channel=channel,
+        rule="send-test",
+        priority="normal",
+        item=item,
+        match=Match("send-test", snippet, ((start, start + len("ratify the treaty")),)),
+        story=f"send-test-{now.isoformat()}",
+        attempts=0,
+        created=now,
+        also=(Copy("another-outlet", "https://example.com/newsmon/send-test", now),),
+    )
+
+
 async def send_test(settings: Settings, channel: str) -> int:
+    """Send a sample alert through `channel` the way the daemon sends a real one (its
+    templates, its format per URL, its Message-ID), and say how it went, URLs masked."""
     channels = settings.channel_values()
     if channel not in channels:
         print(f"no channel named {channel!r}; known: {', '.join(channels)}", file=sys.stderr)
         return 1
-    notifier = Notifier(channels)
-    outcome = await notifier.send_text(
-        channel,
-        "newsmon test alert",
-        f"This is a test alert from newsmon, sent {_when(utcnow())} to channel {channel!r}.",
-    )
+    notifier = Notifier(channels, timeout=settings.http_policy().timeout)
+    outcome = await notifier.send(sample_alert(channel, utcnow()))
     targets = ", ".join(mask_url(u) for u in channels[channel].urls)
     if outcome.ok:
-        print(f"{channel}: delivered ({targets})")
+        print(f"{channel}: delivered the sample alert ({targets})")
         return 0
-    print(f"{channel}: failed ({targets}): {outcome.error}", file=sys.stderr)
+    kind = "permanent" if outcome.permanent else "temporary"
+    print(f"{channel}: failed, {kind} ({targets}): {outcome.error}", file=sys.stderr)
     return 1

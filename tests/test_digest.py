@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +21,7 @@ from monitor.notify import DrainReport, Notifier, OutboxWorker
 from monitor.notify.digest import Gate, gate, next_digest, quiet_until, render_digest
 from monitor.scheduler import Daemon
 from monitor.store import Store
-from tests.support.receivers import HookReceiver
+from tests.support.receivers import HookReceiver, MailReceiver
 from tests.test_notify import delivery
 from tests.test_store import feed, matched, ok, record
 
@@ -303,6 +305,65 @@ async def test_a_digest_channel_sends_one_message_grouped_by_rule_and_story(
         f"title evin-{n}" for n in range(3)
     }
     assert {a.status for a in await store.alerts()} == {"sent"}
+
+
+class Killed(Exception):
+    """The worker's process dying, as far as the worker can tell."""
+
+
+class KilledAfterTheSend:
+    """The real store, except that marking a digest sent dies as a SIGKILL between the
+    channel's acceptance and the commit would: the mail went, its rows stay held and leased."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def mark_digest_sent(self, delivery_ids: Sequence[int], now: datetime) -> None:
+        raise Killed
+
+
+async def test_a_digest_email_resent_after_a_crash_has_the_same_message_id(
+    store: Store,
+) -> None:
+    with MailReceiver() as mail:
+        url = f"mailto://127.0.0.1:{mail.port}?from=newsmon@example.org&to=desk@example.org"
+        daily = Channel("daily", (url,), digest="0 8 * * *", timezone="Asia/Tehran")
+        clock = Clock()
+        await queue(store, 3, channel="daily")
+        doomed = OutboxWorker(
+            KilledAfterTheSend(store),  # type: ignore[arg-type]
+            Notifier({"daily": daily}),
+            owner="doomed",
+            clock=clock,
+            channels={"daily": daily},
+        )
+        assert await doomed.drain() == DrainReport(0, 0, 0)  # held for 08:00 in Tehran
+        clock.now = datetime(2026, 11, 24, 4, 30, tzinfo=UTC)
+        with pytest.raises(Killed):
+            await doomed.drain(digests=["daily"])
+        assert len(await mail.wait_for(1, timeout=5)) == 1
+
+        # Its lease (2 minutes) runs out; a restarted worker claims the same rows and resends.
+        clock.now += timedelta(minutes=2)
+        worker = make_worker(store, [daily], clock, owner="restarted")
+        assert await worker.drain() == DrainReport(sent=3, retried=0, dead=0, digests=1)
+        # The next day's digest carries other alerts: another message.
+        await queue(store, 2, channel="daily", at=clock.now, start=3)
+        assert await worker.drain() == DrainReport(0, 0, 0)  # held for tomorrow's digest
+        clock.now = datetime(2026, 11, 25, 4, 30, tzinfo=UTC)
+        assert await worker.drain() == DrainReport(sent=2, retried=0, dead=0, digests=1)
+        first, resent, later = await mail.wait_for(3, timeout=5)
+
+    assert first["Subject"] == resent["Subject"] == "newsmon digest: 3 alerts"
+    assert later["Subject"] == "newsmon digest: 2 alerts"
+    [stable] = first.get_all("Message-ID") or []
+    assert resent.get_all("Message-ID") == [stable]  # one header, the same: one message
+    assert stable.startswith("<digest-3.") and stable.endswith("@newsmon.invalid>")
+    [other] = later.get_all("Message-ID") or []
+    assert other != stable
 
 
 async def test_quiet_hours_hold_a_normal_alert_and_pass_a_high_priority_one(

@@ -7,6 +7,7 @@ exactly. Email goes to a real SMTP server (aiosmtpd).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -16,11 +17,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from apprise.plugins.discord import NotifyDiscord
 from apprise.plugins.slack import NotifySlack
 from apprise.plugins.telegram import NotifyTelegram
 
 from monitor.model import Channel, Copy, Match
 from monitor.notify import Notifier, message_id
+from monitor.notify.answers import MAX_RETRY_AFTER
 from tests.support.receivers import HookReceiver, MailReceiver
 from tests.test_notify import delivery
 
@@ -28,24 +31,27 @@ SLACK = "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/"
 SLACK_PATH = "/services/T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ"
 TGRAM = "tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/12315544/"
 TGRAM_PATH = "/bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/sendMessage"
+DISCORD = "discord://4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js/"
 HOSTILE = "<!channel> <script>alert(1)</script> & @here *now*"
 SNIPPET = "Moscow <b>ratified</b> the treaty & more"
 
 
 @dataclass
 class Service:
-    """A fake Slack webhook + Telegram Bot API: records every request, scripted answers."""
+    """A fake Slack webhook + Telegram Bot API + Discord webhook: records every request,
+    scripted answers (status, JSON body[, headers])."""
 
     port: int = 0
     requests: list[tuple[str, Any]] = field(default_factory=list)
-    answers: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    answers: list[tuple[Any, ...]] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append((request.path, json.loads(await request.text())))
-        status, body = self.answers.pop(0) if self.answers else (200, {"ok": True})
+        status, body, *more = self.answers.pop(0) if self.answers else (200, {"ok": True})
+        headers = more[0] if more else {}
         if request.path.startswith("/services/") and status == 200:
             return web.Response(text="ok")  # Slack's webhook answers a bare "ok"
-        return web.json_response(body, status=status)
+        return web.json_response(body, status=status, headers=headers)
 
 
 @pytest.fixture
@@ -60,6 +66,7 @@ async def service(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Service]:
     base = f"http://127.0.0.1:{recorder.port}"
     monkeypatch.setattr(NotifySlack, "webhook_url", f"{base}/services")
     monkeypatch.setattr(NotifyTelegram, "notify_url", f"{base}/bot")
+    monkeypatch.setattr(NotifyDiscord, "notify_url", f"{base}/discord")
     try:
         yield recorder
     finally:
@@ -81,21 +88,33 @@ async def test_slack_gets_markdown_with_mentions_and_tags_escaped(service: Servi
     assert outcome.ok, outcome.error
     [(path, payload)] = service.requests
     assert path == SLACK_PATH
-    [attachment] = payload["attachments"]
-    assert payload["mrkdwn"] is True
-    # Slack's control characters are entities: no <!channel>, no <script> reaches Slack.
-    assert attachment["title"] == (
-        "&lt;!channel&gt; &lt;script&gt;alert(1)&lt;/script&gt; &amp; @here *now*"
-    )
-    assert attachment["text"] == (
-        "<https://english.aawsat.com/news/123>\n"
-        "\n"
-        "Source: *aawsat-world* · 2026-11-23 10:40 +0330 · rule *iran-russia-treaty*\n"
-        "\n"
-        "> Moscow *&lt;b&gt;ratified&lt;/b&gt;* the treaty &amp; more\n"
-        "\n"
-        "Also reported by: tass (11:00 +0330)"
-    )
+    ts = payload["attachments"][0].pop("ts")  # when apprise sent it: the one volatile field
+    assert isinstance(ts, float) and ts > 0
+    icon = "https://github.com/caronc/apprise/raw/master/apprise/assets/themes/default/"
+    assert payload == {
+        "mrkdwn": True,
+        "attachments": [
+            {
+                # Slack's control characters are entities: no <!channel>, no <script>.
+                "title": (
+                    "&lt;!channel&gt; &lt;script&gt;alert(1)&lt;/script&gt; &amp; @here *now*"
+                ),
+                "text": (
+                    "<https://english.aawsat.com/news/123>\n"
+                    "\n"
+                    "Source: *aawsat-world* · 2026-11-23 10:40 +0330 · rule *iran-russia-treaty*\n"
+                    "\n"
+                    "> Moscow *&lt;b&gt;ratified&lt;/b&gt;* the treaty &amp; more\n"
+                    "\n"
+                    "Also reported by: tass (11:00 +0330)"
+                ),
+                "color": "#3AA3E3",
+                "footer_icon": icon + "apprise-info-72x72.png",
+                "footer": "Apprise",
+            }
+        ],
+        "icon_url": icon + "apprise-info-72x72.png",
+    }
 
 
 async def test_slack_feed_text_cannot_mention_or_link(service: Service) -> None:
@@ -141,33 +160,56 @@ async def test_telegram_refusal_is_resent_once_as_plain_text(service: Service) -
     notifier = Notifier({"tg": Channel("tg", (TGRAM,))})
     outcome = await notifier.send(hostile_delivery(channel="tg"))
     assert outcome.ok, outcome.error
-    [(_, first), (_, second)] = service.requests
-    assert "<i>" in first["text"]
-    # The fallback is the text template: apprise escapes it into Telegram's HTML mode, so
-    # nothing in it is markup and Telegram has nothing left to refuse.
-    assert second["parse_mode"] == "HTML"
-    assert second["text"] == (
-        "<b>&lt;!channel&gt; &lt;script&gt;alert(1)&lt;/script&gt; &amp; @here *now*</b>\r\n"
-        "https://english.aawsat.com/news/123\r\n"
-        "Source: aawsat-world\r\n"
-        "Published: 2026-11-23 07:10 UTC\r\n"
-        "Rule: iran-russia-treaty\r\n"
-        "Passage: Moscow «&lt;b&gt;ratified&lt;/b&gt;» the treaty &amp; more\r\n"
-        "Also reported by: tass (07:30 UTC)"
-    )
+    [(_, first), (path, second)] = service.requests
+    assert first["parse_mode"] == "HTML" and "<i>" in first["text"]
+    # The fallback is the text template with no parse_mode: Telegram parses nothing in it,
+    # so the feed's text arrives as it was written, markup characters and all.
+    assert path == TGRAM_PATH
+    assert second == {
+        "chat_id": 12315544,
+        "disable_notification": False,
+        "disable_web_page_preview": True,
+        "text": (
+            "<!channel> <script>alert(1)</script> & @here *now*\r\n"
+            "https://english.aawsat.com/news/123\n"
+            "\n"
+            "Source: aawsat-world\n"
+            "Published: 2026-11-23 07:10 UTC\n"
+            "Rule: iran-russia-treaty\n"
+            "Passage: Moscow «<b>ratified</b>» the treaty & more\n"
+            "\n"
+            "Also reported by: tass (07:30 UTC)"
+        ),
+    }
 
 
-async def test_telegram_refusing_the_plain_text_too_is_one_temporary_failure(
+async def test_telegram_refusing_the_plain_text_too_is_a_dead_letter(
     service: Service,
 ) -> None:
-    refusal = (400, {"ok": False, "description": "Bad Request: can't parse entities"})
+    # Plain text has no entities to parse: a 400 on it (a chat that cannot take it, a bad
+    # request) is not cured by sending it again, twenty times over.
+    refusal = (400, {"ok": False, "description": "Bad Request: chat not found"})
     service.answers += [refusal, refusal]
     notifier = Notifier({"tg": Channel("tg", (TGRAM,))})
     outcome = await notifier.send(delivery(channel="tg"))
-    assert not outcome.ok and not outcome.permanent
+    assert not outcome.ok and outcome.permanent
     assert outcome.error is not None and "as plain text" in outcome.error
     assert "AAHdqTcv" not in outcome.error
     assert len(service.requests) == 2  # resent once, not in a loop
+    assert "parse_mode" not in service.requests[1][1]
+
+
+async def test_telegram_plain_text_resend_failing_for_now_is_temporary(
+    service: Service,
+) -> None:
+    service.answers += [
+        (400, {"ok": False, "description": "Bad Request: can't parse entities"}),
+        (503, {"ok": False, "description": "Service Unavailable"}),
+    ]
+    notifier = Notifier({"tg": Channel("tg", (TGRAM,))})
+    outcome = await notifier.send(delivery(channel="tg"))
+    assert not outcome.ok and not outcome.permanent
+    assert len(service.requests) == 2
 
 
 @pytest.mark.parametrize("status", [401, 403, 404])
@@ -214,6 +256,46 @@ async def test_a_permanent_failure_on_one_url_makes_the_channel_permanent(
         outcome = await notifier.send(delivery())
         assert not outcome.ok and outcome.permanent
         assert outcome.error is not None and "503" in outcome.error and "403" in outcome.error
+
+
+# --- Retry-After ---------------------------------------------------------------------------
+
+RECEIVER_DATE = "Mon, 23 Nov 2026 07:15:00 GMT"
+
+
+@pytest.mark.parametrize("url", [SLACK, DISCORD, TGRAM], ids=["slack", "discord", "telegram"])
+@pytest.mark.parametrize(
+    ("status", "header", "wait"),
+    [
+        (429, "120", 120.0),
+        (503, "Mon, 23 Nov 2026 07:17:30 GMT", 150.0),  # from the receiver's Date
+        (429, "99999999", MAX_RETRY_AFTER),  # a day at most: beyond, it would park the alert
+        (500, "120", None),  # on a 500 it asks for nothing
+        (429, "soon", None),
+    ],
+)
+async def test_http_services_retry_after_header_is_the_wait(
+    service: Service, url: str, status: int, header: str, wait: float | None
+) -> None:
+    answer = (status, {"ok": False}, {"Retry-After": header, "Date": RECEIVER_DATE})
+    service.answers += [answer, answer]  # Discord tries a 429 once more by itself
+    outcome = await Notifier({"desk": Channel("desk", (url,))}).send(delivery(channel="desk"))
+    assert not outcome.ok and not outcome.permanent
+    assert outcome.retry_after == wait
+
+
+async def test_retry_after_is_read_from_this_send_alone(service: Service) -> None:
+    # Two channels at once on one event loop: the 429's wait goes to its own send only.
+    service.answers.append((429, {"ok": False}, {"Retry-After": "120"}))
+    async with HookReceiver(answers=[500]) as hook:
+        notifier = Notifier(
+            {"slack": Channel("slack", (SLACK,)), "hook": Channel("hook", (hook.url(),))}
+        )
+        limited, other = await asyncio.gather(
+            notifier.send(delivery(channel="slack")), notifier.send(delivery(channel="hook"))
+        )
+    assert not limited.ok and limited.retry_after == 120.0
+    assert not other.ok and other.retry_after is None
 
 
 # --- webhooks -----------------------------------------------------------------------------

@@ -417,7 +417,7 @@ async def test_mark_sent_failed_dead_and_retry(store: Store) -> None:
     dead = log[second.alert_id]
     assert (dead.status, dead.attempts, dead.last_error) == ("dead", 2, "smtp 550")
 
-    assert await store.retry_dead(first.id, T0) == 0  # sent, not dead
+    assert await store.retry_dead(first.alert_id, T0) == 0  # sent, not dead
     assert await store.retry_dead(None, T0 + 61 * MIN) == 1
     (revived,) = await store.claim_deliveries(T0 + 61 * MIN, limit=5, lease=MIN, owner="n")
     assert (revived.id, revived.attempts) == (second.id, 0)

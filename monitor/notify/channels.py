@@ -5,9 +5,11 @@ Contract:
 - Each URL of a channel gets the alert rendered in its own format (``render.render_for``)
   and is sent on its own; see ``Notifier`` for what is particular to a service.
 - A failure is permanent (``SendOutcome.permanent``: the outbox dead-letters it after one
-  attempt) when a URL cannot be built, the template is missing or broken, or a service
-  answered 401, 403 or 404. Everything else (429, 5xx, timeouts, refused connections)
-  is temporary, with the service's requested wait in ``retry_after`` when it gave one.
+  attempt) when a URL cannot be built, the template is missing or broken, a service
+  answered 401, 403 or 404, or Telegram refused even the plain text (400). Everything else
+  (429, 5xx, timeouts, refused connections) is temporary, with the service's requested
+  wait in ``retry_after`` when it gave one: a Retry-After header of an HTTP service
+  (``answers.py``), or a wait a service wrote in its error.
 
 - ``Notifier.send`` and ``Notifier.send_text`` never raise for a channel's failure; the
   outcome is a ``SendOutcome`` whose ``error`` is masked and safe to log or store.
@@ -39,6 +41,7 @@ from apprise.plugins.telegram import NotifyTelegram
 
 from monitor.model import Channel, Delivery
 
+from .answers import listening
 from .formats import TEXT
 from .masking import CONSOLE_URL, is_console, scrub
 from .render import (
@@ -57,6 +60,7 @@ from .services import (
     SendOutcome,
     asset,
     combine,
+    digest_message_id,
     instantiate,
     mail_service,
     mask_url,
@@ -64,11 +68,13 @@ from .services import (
     outcome,
     validate_channel_url,
 )
+from .telegram import plain_telegram
 
 __all__ = [
     "CONSOLE_URL",
     "Notifier",
     "SendOutcome",
+    "digest_message_id",
     "mask_url",
     "message_id",
     "validate_channel",
@@ -89,7 +95,7 @@ class _Target:
     service: Any  # apprise.Apprise holding this one service
     body_format: str  # "text" | "markdown" | "html"
     blends_title: bool  # the service puts the title into the body: escape it for the format
-    telegram: bool  # a refused (400) formatted message is resent as plain text
+    plain: Any | None  # Telegram: the same chats as plain text, the resend after a 400
     mail: Mapping[str, Any] | None  # apprise's parsed SMTP URL: each alert gets its Message-ID
 
 
@@ -128,7 +134,7 @@ def _target(url: str, plugin: Any, channel: Channel) -> _Target:
         service=services,
         body_format=resolve_format(channel.format, _scheme(plugin)),
         blends_title=int(getattr(plugin, "title_maxlen", 1)) <= 0,
-        telegram=isinstance(plugin, NotifyTelegram),
+        plain=plain_telegram(url) if isinstance(plugin, NotifyTelegram) else None,
         mail=mail or None,
     )
 
@@ -191,11 +197,13 @@ class Notifier:
 
     - a service that puts the title into the body (Telegram, Mattermost) gets it escaped
       for the body's format; the others get it plain and escape it themselves;
-    - Telegram: a formatted message that Telegram refuses (HTTP 400, "can't parse
-      entities") is sent once more as plain text;
-    - SMTP email: the Message-ID is ``message_id(delivery)``, the same on every resend;
+    - Telegram: a message that Telegram refuses (HTTP 400, "can't parse entities") is sent
+      once more as plain text, without ``parse_mode``; a 400 on that too is permanent;
+    - SMTP email: the Message-ID is ``message_id(delivery)``, the same on every resend
+      (``send_text``: the ``message_id`` it is given);
     - 401, 403 and 404 answers are permanent failures; others are temporary, with the
-      service's requested wait in ``retry_after`` when it said one.
+      service's requested wait in ``retry_after`` when it said one (a Retry-After header
+      on a 429 or 503, at most ``answers.MAX_RETRY_AFTER``).
     """
 
     def __init__(
@@ -243,24 +251,26 @@ class Notifier:
             }
         except TemplateProblem as exc:
             return SendOutcome(False, scrub(str(exc), route.urls)[:MAX_REASON], permanent=True)
+        text = rendered[TEXT]
         if route.targets:
-            outcome = combine(
-                list(
-                    await asyncio.gather(
-                        *(self._send_to(t, rendered, delivery) for t in route.targets)
-                    )
-                )
-            )
+            mail_id = message_id(delivery)
+            sends = [
+                self._send_to(t, rendered[t.body_format], text, mail_id) for t in route.targets
+            ]
+            outcome = combine(list(await asyncio.gather(*sends)))
             if not outcome.ok:
                 return outcome
-        text = rendered[TEXT]
         return self._console(route, text.title, text.body)
 
-    async def send_text(self, channel: str, title: str, body: str) -> SendOutcome:
-        """Send a plain-text message through ``channel`` (also `newsmon send-test`).
+    async def send_text(
+        self, channel: str, title: str, body: str, *, message_id: str | None = None
+    ) -> SendOutcome:
+        """Send a plain-text message through ``channel`` (digests, announcements).
 
         ``ok`` only when every URL of the channel accepted it. The title is made one line
         here whatever the caller passed, so no service can take part of it for a header.
+        ``message_id``: the Message-ID of its email, the same for every resend of this
+        message (``digest_message_id``); None: apprise makes a new one each time.
         """
         route = self._routes.get(channel)
         if route is None:
@@ -269,8 +279,8 @@ class Notifier:
             return SendOutcome(False, route.broken, permanent=True)
         message = Rendered(title=clean_line(title), body=body, body_format=TEXT)
         if route.targets:
-            sends = [self._notify(t, t.service, message) for t in route.targets]
-            outcome = combine([o for o, _ in await asyncio.gather(*sends)])
+            sends = [self._send_to(t, message, message, message_id) for t in route.targets]
+            outcome = combine(list(await asyncio.gather(*sends)))
             if not outcome.ok:
                 return outcome
         return self._console(route, message.title, body)
@@ -288,20 +298,19 @@ class Notifier:
         return SendOutcome(True)
 
     async def _send_to(
-        self, target: _Target, rendered: Mapping[str, Rendered], delivery: Delivery
+        self, target: _Target, message: Rendered, text: Rendered, mail_id: str | None
     ) -> SendOutcome:
+        """Send ``message`` to one URL; ``text``: the same in plain text, Telegram's resend;
+        ``mail_id``: the Message-ID of an email (None: apprise's own)."""
         service = target.service
-        if target.mail is not None:
-            service = mail_service(target.mail, message_id(delivery))
-        message = rendered[target.body_format]
+        if target.mail is not None and mail_id is not None:
+            service = mail_service(target.mail, mail_id)
         outcome, statuses = await self._notify(target, service, message)
-        if outcome.ok or not target.telegram or 400 not in statuses:
+        if outcome.ok or target.plain is None or 400 not in statuses:
             return outcome
-        if message.body_format == TEXT:
-            return outcome
-        # Telegram refused the markup (a tag or entity it cannot parse): the words matter
-        # more than the bold, so the alert goes once more as plain text.
-        fallback, _ = await self._notify(target, service, rendered[TEXT])
+        # Telegram refused the message (a tag or entity it cannot parse): the words matter
+        # more than the bold, so the alert goes once more as plain text, parsed as nothing.
+        fallback, refused = await self._notify(target, target.plain, text)
         if fallback.ok:
             log.warning(
                 "Telegram refused the formatted alert, sent as plain text: %s", outcome.error
@@ -310,7 +319,9 @@ class Notifier:
         return SendOutcome(
             False,
             f"{outcome.error}; as plain text: {fallback.error}"[:MAX_REASON],
-            permanent=fallback.permanent,
+            # Plain text has no markup to refuse: a 400 now is about the message or the
+            # chat, and sending it again cannot help.
+            permanent=fallback.permanent or 400 in refused,
             retry_after=fallback.retry_after,
         )
 
@@ -321,17 +332,20 @@ class Notifier:
         if target.blends_title and message.body_format != TEXT:
             # apprise converts a text title itself; a formatted one it takes as markup.
             title = escape_title(message.body_format, title)
+        # The HTTP answers of this send alone: their Retry-After headers are the wait a
+        # rate-limited service asked for, which apprise reports only as "error=429".
+        with listening() as answers:
+            try:
+                result = await service.async_notify(
+                    body=message.body,
+                    title=title,
+                    body_format=APPRISE_FORMAT[message.body_format],
+                    timeout=self._timeout,
+                )
+            except Exception as exc:  # apprise promises a result; a surprise is one failure
+                reason = f"apprise failed: {type(exc).__name__}: {exc}"
+                return SendOutcome(False, scrub(reason, (target.url,))[:MAX_REASON]), set()
         try:
-            result = await service.async_notify(
-                body=message.body,
-                title=title,
-                body_format=APPRISE_FORMAT[message.body_format],
-                timeout=self._timeout,
-            )
-        except Exception as exc:  # apprise promises a result; a surprise is one failure
-            reason = f"apprise failed: {type(exc).__name__}: {exc}"
-            return SendOutcome(False, scrub(reason, (target.url,))[:MAX_REASON]), set()
-        try:
-            return outcome(result, (target.url,))
+            return outcome(result, (target.url,), list(answers))
         finally:
             result.close()

@@ -15,8 +15,10 @@ The store holds the outbox; this module only claims, sends and records:
   so a slow channel cannot outlive the lease and be sent again by another replica. What
   remains is at-least-once: a crash between the channel's "accepted" and ``mark_sent``, a
   send that timed out here yet reached the service, or a multi-URL channel that partly
-  failed, means one more copy, never a silent loss. A digest is the same: its rows are
-  marked sent together, in one transaction, only after the channel accepted the message.
+  failed, means one more copy, never a silent loss. Sends are not serialized: a crash
+  duplicates each alert whose send was in flight, at most ``concurrency`` alerts
+  (``SEND_CONCURRENCY``), each once. A digest is the same: its rows are marked sent
+  together, in one transaction, only after the channel accepted the message.
 - **Retries.** Transient failures are retried with exponential backoff and jitter, never
   sooner than a service's Retry-After; a permanent failure (``SendOutcome.permanent``) is
   dead after that one attempt, and so is any failure after ``max_attempts``.
@@ -35,12 +37,15 @@ from typing import Protocol
 
 from monitor.model import Channel, Delivery
 
-from .channels import Notifier, SendOutcome
+from .channels import Notifier, SendOutcome, digest_message_id
 from .digest import Gate, gate, render_digest, sends_as_digest
 
-__all__ = ["DrainReport", "OutboxStore", "OutboxWorker", "next_attempt"]
+__all__ = ["SEND_CONCURRENCY", "DrainReport", "OutboxStore", "OutboxWorker", "next_attempt"]
 
 log = logging.getLogger(__name__)
+
+# Sends one drain runs at once, by default; also the most alerts a crash can duplicate.
+SEND_CONCURRENCY = 8
 
 
 class OutboxStore(Protocol):
@@ -159,7 +164,7 @@ class OutboxWorker:
         channels: Mapping[str, Channel] | None = None,
         lease: timedelta = timedelta(minutes=2),
         batch: int = 50,
-        concurrency: int = 8,
+        concurrency: int = SEND_CONCURRENCY,
         max_attempts: int = 20,
         digest_max: int = 1000,
         rng: random.Random | None = None,
@@ -383,7 +388,9 @@ class OutboxWorker:
         config = self._channels.get(channel) or Channel(channel, ())
         try:
             title, body = render_digest(config, group, self._clock())
-            return await self._notifier.send_text(channel, title, body)
+            # Stable across resends of these rows: a digest resent after a crash is one email.
+            mail_id = digest_message_id(group)
+            return await self._notifier.send_text(channel, title, body, message_id=mail_id)
         except Exception as exc:  # a bug must cost one digest's attempt, not the drain
             log.exception("digest send crashed channel=%s", channel)
             return SendOutcome(False, f"internal error: {type(exc).__name__}")

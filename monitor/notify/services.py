@@ -2,9 +2,10 @@
 
 - ``instantiate`` builds one apprise service from a URL, or says why it cannot (masked).
 - ``outcome`` turns apprise's per-service result into a ``SendOutcome``: 401, 403 and 404 (and
-  SMTP 535) are permanent; 429, other 4xx, 5xx and timeouts are temporary.
-- ``message_id`` and the email service that sends it: a resend after a crash carries the same
-  Message-ID, so mail clients recognise it.
+  SMTP 535) are permanent; 429, other 4xx, 5xx and timeouts are temporary, with the wait a
+  Retry-After asked for.
+- ``message_id`` (an alert's), ``digest_message_id`` (a digest's) and the email service that
+  sends it: a resend after a crash carries the same Message-ID, so mail clients recognise it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import re
 import smtplib
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ from apprise.plugins.email.smtp import AppriseSMTPController
 
 from monitor.model import Delivery
 
+from .answers import MAX_RETRY_AFTER, Answer
+from .answers import retry_after as header_wait
 from .formats import HTML, MARKDOWN, TEXT
 from .masking import CONSOLE_URL, drop_defaults, is_console, mask_generic, scrub
 
@@ -160,8 +163,15 @@ def _retry_after(text: str) -> float | None:
     return max(found) if found else None
 
 
-def outcome(result: Any, urls: tuple[str, ...]) -> tuple[SendOutcome, set[int]]:
-    """apprise's result as a ``SendOutcome``, with the HTTP statuses its services logged."""
+def outcome(
+    result: Any, urls: tuple[str, ...], answers: Sequence[Answer] = ()
+) -> tuple[SendOutcome, set[int]]:
+    """apprise's result as a ``SendOutcome``, with the HTTP statuses its services logged.
+
+    ``answers``: the HTTP responses the send got (``answers.listening``); the wait a 429 or
+    503 asked for in its Retry-After header goes into ``retry_after``, as does a wait that a
+    service put in its error text (Telegram's "retry after 17").
+    """
     if result:
         return SendOutcome(True), set()
     lines: list[str] = []
@@ -185,11 +195,12 @@ def outcome(result: Any, urls: tuple[str, ...]) -> tuple[SendOutcome, set[int]]:
         reason += " (authentication refused: check the channel's credentials)"
     elif permanent:
         reason += " (the service says it will not accept this: check the channel's URL)"
+    waits = [w for w in (_retry_after(reason), header_wait(answers)) if w is not None]
     outcome = SendOutcome(
         False,
         scrub(reason, urls)[:MAX_REASON],
         permanent=permanent,
-        retry_after=_retry_after(reason),
+        retry_after=min(max(waits), MAX_RETRY_AFTER) if waits else None,
     )
     return outcome, statuses
 
@@ -224,6 +235,19 @@ def message_id(delivery: Delivery) -> str:
     key = f"{delivery.rule}\x1f{delivery.story}\x1f{delivery.channel}"
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
     return f"<alert-{delivery.alert_id}.{digest}@{_MESSAGE_ID_DOMAIN}>"
+
+
+def digest_message_id(deliveries: Sequence[Delivery]) -> str:
+    """The Message-ID of the digest email carrying ``deliveries``: the same for every resend
+    of that digest (the same alerts, in any order), another for any other set of alerts.
+
+    A digest sent, then lost to a crash before the outbox marked its rows, is claimed again
+    as the same rows and resent: mail clients fold the two copies into one. Each alert's key
+    goes into the digest with its id, as in ``message_id``.
+    """
+    keys = sorted(f"{d.alert_id}\x1f{d.rule}\x1f{d.story}\x1f{d.channel}" for d in deliveries)
+    digest = hashlib.sha256("\x1e".join(keys).encode("utf-8")).hexdigest()[:24]
+    return f"<digest-{len(keys)}.{digest}@{_MESSAGE_ID_DOMAIN}>"
 
 
 def _with_message_id(raw: str, value: str) -> str:

@@ -348,10 +348,12 @@ async def settle_many(conn: AsyncConnection, ids: Sequence[int], values: dict[st
         await conn.execute(sa.update(deliveries).where(deliveries.c.id.in_(batch)).values(values))
 
 
-async def revive(conn: AsyncConnection, delivery_id: int | None, now: datetime) -> int:
+async def revive(conn: AsyncConnection, alert_id: int | None, now: datetime) -> int:
     stmt = sa.update(deliveries).where(deliveries.c.status == DEAD)
-    if delivery_id is not None:
-        stmt = stmt.where(deliveries.c.id == delivery_id)
+    if alert_id is not None:
+        # By alert: the id `newsmon alerts` shows. Delivery ids are another sequence, which
+        # drifts from the alerts' on PostgreSQL (an insert that hit the key still takes one).
+        stmt = stmt.where(deliveries.c.alert_id == alert_id)
     result = await conn.execute(
         # Back to pending, not to held: the channel's gates decide afresh whether it waits.
         stmt.values(

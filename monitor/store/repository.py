@@ -452,15 +452,16 @@ class Store:
         async with self._write() as conn:
             await outbox.settle(conn, delivery_id, _failed(error, retry_at))
 
-    async def retry_dead(self, delivery_id: int | None, now: datetime) -> int:
-        """Put a dead delivery (None: every dead one) back in the outbox, pending at `now`.
+    async def retry_dead(self, alert_id: int | None, now: datetime) -> int:
+        """Put the dead deliveries of alert `alert_id` (None: every dead one) back in the
+        outbox, pending at `now`. `alert_id` is the alert's id, as :meth:`alerts` lists it.
 
         Pending, not held: the channel's gates decide afresh whether it waits for a digest.
         Its attempts restart from 0 so that the sender's retry budget applies afresh; its
-        last error is kept. Returns how many were revived (0 for an id that is not dead).
+        last error is kept. Returns how many were revived (0 for an alert with none dead).
         """
         async with self._write() as conn:
-            return await outbox.revive(conn, delivery_id, now)
+            return await outbox.revive(conn, alert_id, now)
 
     async def outbox_depth(self) -> int:
         """Deliveries waiting in the outbox: pending (due or not) and held."""

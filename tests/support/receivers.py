@@ -2,7 +2,8 @@
 
 `HookReceiver` is an aiohttp.web server that records every POST (apprise's `json://` sends one
 JSON object per alert) and answers with the statuses a test scripts: `answers=[500, 500]` makes
-the first two posts fail and the rest succeed. `MailReceiver` is a real SMTP server (aiosmtpd,
+the first two posts fail and the rest succeed; an answer may carry headers too, as
+`(429, {"Retry-After": "120"})`. `MailReceiver` is a real SMTP server (aiosmtpd,
 in its own thread, as a mail relay would be) that keeps every message it accepted.
 
 Both serve newsmon running in this process or in a subprocess alike.
@@ -16,7 +17,7 @@ import email.policy
 import json
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from types import TracebackType
@@ -35,10 +36,13 @@ class Post:
     headers: dict[str, str]
 
 
+Answer = int | tuple[int, Mapping[str, str]]  # a status, or a status and its headers
+
+
 class HookReceiver:
     """An HTTP endpoint that records posts; `accepted` are those answered 2xx."""
 
-    def __init__(self, answers: Iterable[int] = ()) -> None:
+    def __init__(self, answers: Iterable[Answer] = ()) -> None:
         self.posts: list[Post] = []
         self._answers = list(answers)
         self._runner: web.AppRunner | None = None
@@ -47,7 +51,7 @@ class HookReceiver:
     def url(self, path: str = "/hook", scheme: str = "json") -> str:
         return f"{scheme}://127.0.0.1:{self.port}{path}"
 
-    def answer_next(self, *statuses: int) -> None:
+    def answer_next(self, *statuses: Answer) -> None:
         """Answer the next posts with these statuses, in order, then 200 again."""
         self._answers.extend(statuses)
 
@@ -61,9 +65,10 @@ class HookReceiver:
             body: Any = json.loads(raw)
         except ValueError:
             body = raw
-        status = self._answers.pop(0) if self._answers else 200
+        answer = self._answers.pop(0) if self._answers else 200
+        status, headers = answer if isinstance(answer, tuple) else (answer, {})
         self.posts.append(Post(request.path, status, body, dict(request.headers)))
-        return web.json_response({"ok": status < 300}, status=status)
+        return web.json_response({"ok": status < 300}, status=status, headers=dict(headers))
 
     async def __aenter__(self) -> HookReceiver:
         app = web.Application()
