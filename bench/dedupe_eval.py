@@ -4,15 +4,27 @@
     .venv/bin/python bench/dedupe_eval.py --quick    # chosen constants only, no sweep
 
 1. Syndication set. Originals: every item of ../shared/corpora/real-feeds/ (parsed with
-   monitor.parse.parse_feed; gzip files gunzipped; compressed.xml left out, it holds the same
-   items as iconv.xml; exact repeats dropped) and the five seed article pages. Each original
-   gets copies with what outlets do to a wire story (seeded, reproducible): a new headline,
-   a byline and footer lines, truncation to 80% or 60% of the body, a few words of a few
-   sentences edited, and all of it together. Negatives: every pair of different originals of
-   one feed, the same pairs after one outlet added its (identical) byline and footer to both,
-   a fully changed copy against the feed's other items, and the five seeds against each other
-   (one event, different reports). "Same story" = the pair shares an LSH band and the
-   estimated Jaccard is >= the threshold (what the pipeline will do).
+   monitor.parse.parse_feed, with its real link; gzip files gunzipped; compressed.xml left
+   out, it holds the same items as iconv.xml; exact repeats dropped) and the five seed article
+   pages (under a made-up aawsat.com link). Each original gets copies with what outlets do to
+   a wire story (seeded, reproducible): a new headline, a byline and footer lines, truncation
+   to 80% or 60% of the body, a few words of a few sentences edited, and all of it together,
+   each published at the copying outlet's own URL (another host, its own path); and the
+   original's own URL reached with tracking parameters (utm_*, fbclid), alone or with the
+   URL spelled otherwise (http/https, www., :443, a fragment) under a new headline and 60%
+   of the text (an aggregator's excerpt). Negatives: every pair of different originals of one
+   feed (real, distinct URLs), the same pairs after one outlet added its (identical) byline
+   and footer to both, a fully changed copy against the feed's other items, and the five
+   seeds against each other (one event, different reports).
+
+   Scored twice. Through the pipeline: each feed document's items get
+   ``monitor.pipeline.fingerprints`` (canonical URL, content hash, signature with the
+   document's repeated lines left out) and each pair goes through ``pipeline.decide`` with the
+   first item as what the store knows (by URL, by hash, and as a near-duplicate candidate when
+   the two share a band), as ``store.known`` would return it: "same story" = the second
+   joins the first's story, by whatever key, at every length. Then the signatures alone (the
+   constants of monitor.neardup): "same" = the pair shares an LSH band and the estimated
+   Jaccard is >= the threshold.
 2. Same-event headlines (../shared/corpora/news-stories/uci-title-pairs.sample.csv): how many
    headlines reach MIN_WORDS_FOR_NEAR_DUP, and the pairwise precision/recall if near-dup were
    forced on titles anyway.
@@ -29,15 +41,28 @@ import re
 import statistics
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from monitor import dedupe, neardup  # noqa: E402
+from monitor.model import (  # noqa: E402
+    DedupePolicy,
+    Feed,
+    FeedState,
+    Item,
+    KnownState,
+    Match,
+    NearCandidate,
+    Rule,
+)
 from monitor.parse import parse_feed  # noqa: E402
+from monitor.pipeline import Fingerprint, decide, fingerprints  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 FEEDS = SHARED / "corpora" / "real-feeds"
@@ -52,6 +77,7 @@ class Doc:
     title: str
     body: str
     batch: str = ""  # the feed document it arrives in: repeated lines are learnt per batch
+    url: str | None = None  # its link as the feed gives it
 
     @property
     def words(self) -> int:
@@ -68,14 +94,15 @@ def originals() -> list[Doc]:
         if body[:2] == b"\x1f\x8b":
             body = gzip.decompress(body)
         for item in parse_feed(body, feed=path.stem, url="https://example.org/").items:
-            doc = Doc(path.stem, item.title, item.content or item.summary, path.stem)
+            doc = Doc(path.stem, item.title, item.content or item.summary, path.stem, item.url)
             key = dedupe.content_hash(doc.title, doc.body)
             if key not in seen:
                 seen.add(key)
                 docs.append(doc)
     for path in sorted(SEEDS.glob("*.txt")):
         lines = [line for line in path.read_text().splitlines() if line.strip()]
-        docs.append(Doc("seeds", lines[0], "\n".join(lines[1:]), "seeds"))
+        url = f"https://english.aawsat.com/node/{path.stem.split('_')[0]}"  # made up
+        docs.append(Doc("seeds", lines[0], "\n".join(lines[1:]), "seeds", url))
     return docs
 
 
@@ -153,6 +180,56 @@ def syndicate(d: Doc, r: random.Random, by: Outlet, keep: float, batch: str) -> 
     return Doc(d.feed, new_headline(d.title, r), dress(edit(truncate(d.body, keep), r), by), batch)
 
 
+# --- what outlets do to its URL ---------------------------------------------------------------
+
+# Copying outlets publish at their own address: another host, their own path and slug.
+OUTLET_HOSTS = [
+    "www.gulf-daily.example",
+    "news.regional-times.example",
+    "m.worldwire.example",
+    "www.capital-post.example",
+    "eveningherald.example",
+]
+TRACKING = [
+    "utm_source=newsletter&utm_medium=email&utm_campaign=daily-brief",
+    "utm_source=twitter&utm_medium=social",
+    "fbclid=IwAR2x9kQ_{n}",
+    "utm_source=rss&utm_medium=feed&utm_content=top&fbclid=IwAR0{n}",
+]
+
+
+def outlet_url(title: str, rng: random.Random) -> str:
+    slug = "-".join(re.findall(r"\w+", title.lower())[:8]) or "story"
+    host = rng.choice(OUTLET_HOSTS)
+    return f"https://{host}/world/2024/{rng.randint(1, 12):02d}/{slug}-{rng.randrange(10**6)}"
+
+
+def tracked(url: str | None, rng: random.Random) -> str | None:
+    """`url` with tracking parameters added (its own query kept, in front)."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    extra = rng.choice(TRACKING).format(n=rng.randrange(10**6))
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit(parts._replace(query=query))
+
+
+def respelled(url: str | None, rng: random.Random) -> str | None:
+    """`url` with tracking parameters and another spelling of the same address: the other
+    scheme, `www.` added or dropped, the default port written out, a fragment."""
+    url = tracked(url, rng)
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    scheme = "http" if parts.scheme == "https" else "https"
+    host = parts.hostname or ""
+    host = host[4:] if host.startswith("www.") else f"www.{host}"
+    if rng.random() < 0.5:
+        host += ":443" if scheme == "https" else ":80"
+    fragment = rng.choice(["comments", "top", "main-content", ""])
+    return urlunsplit((scheme, host, parts.path, parts.query, fragment))
+
+
 # Each variant is one outlet's re-publication of a whole source feed: one outlet (byline and
 # footer) per (feed, variant), so its feed document repeats them as real ones do.
 Variant = Callable[[Doc, random.Random, Outlet, str], Doc]
@@ -167,6 +244,16 @@ VARIANTS: dict[str, Variant] = {
     "all, 60% kept": lambda d, r, o, b: syndicate(d, r, o, 0.6, b),
 }
 BEYOND: dict[str, Variant] = {"all, 40% kept": lambda d, r, o, b: syndicate(d, r, o, 0.4, b)}
+# The original article's own URL reached another way (a newsletter, a share, an aggregator):
+# made with their own random stream, after the others, so the text variants above draw the
+# same numbers as before these were added.
+UrlVariant = Callable[[Doc, random.Random, str], Doc]
+URL_VARIANTS: dict[str, UrlVariant] = {
+    "tracking parameters": lambda d, r, b: Doc(d.feed, d.title, d.body, b, tracked(d.url, r)),
+    "tracking + URL respelled, new headline, 60% kept": lambda d, r, b: Doc(
+        d.feed, new_headline(d.title, r), truncate(d.body, 0.6), b, respelled(d.url, r)
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -179,6 +266,7 @@ class Pair:
 
 def pairs(docs: list[Doc]) -> Iterator[Pair]:
     rng = random.Random(SEED)
+    urls = random.Random(SEED + 1)  # URLs of copies: a stream of their own
     by_feed: dict[str, list[Doc]] = defaultdict(list)
     for doc in docs:
         by_feed[doc.feed].append(doc)
@@ -187,7 +275,7 @@ def pairs(docs: list[Doc]) -> Iterator[Pair]:
             by = outlet(rng, UNLISTED if kind == "unlisted footer" else FOOTERS + UNLISTED)
             for doc in group:
                 copy = make(doc, rng, by, f"{feed}/{kind}")
-                yield Pair(doc, copy, True, kind)
+                yield Pair(doc, replace(copy, url=outlet_url(copy.title, urls)), True, kind)
     for feed, group in by_feed.items():
         kind = "seeds: one event, other reports" if feed == "seeds" else "same feed, other item"
         outlets = {
@@ -206,9 +294,14 @@ def pairs(docs: list[Doc]) -> Iterator[Pair]:
         by = outlet(rng)
         for a in group:
             copy = syndicate(a, rng, by, 0.6, f"{feed}/copies")
+            copy = replace(copy, url=outlet_url(copy.title, urls))
             for b in group:
                 if b is not a:
                     yield Pair(copy, b, False, "copy vs other item")
+    for feed, group in by_feed.items():
+        for kind, make_url in URL_VARIANTS.items():
+            for doc in group:
+                yield Pair(doc, make_url(doc, urls, f"{feed}/{kind}"), True, kind)
 
 
 # --- scoring -------------------------------------------------------------------------------
@@ -267,6 +360,166 @@ def prf(rows: list[Scored], threshold: float, min_words: int) -> tuple[float, fl
     return (tp / len(said) if said else 1.0), (tp / pos if pos else 1.0), fp, len(rows) - pos
 
 
+# --- through the pipeline --------------------------------------------------------------------
+
+NOW = datetime(2024, 11, 23, 12, 0, tzinfo=UTC)
+
+
+class NoRules:
+    """A rule set that matches nothing: only the stories `decide` joins matter here."""
+
+    rules: tuple[Rule, ...] = ()
+
+    def match(self, item: Item, *, feed_tags: Collection[str] = ()) -> list[Match]:
+        return []
+
+
+@dataclass
+class Joined:
+    pair: Pair
+    by: str | None  # "url" | "hash" | "near": how the second joined the first's story; None
+    long: bool  # both reach MIN_WORDS_FOR_NEAR_DUP (both have a signature)
+
+
+def through_pipeline(all_pairs: list[Pair], policy: DedupePolicy) -> list[Joined]:
+    """Each pair as the daemon would see it: the first item stored, the second polled."""
+    docs = {id(d): d for p in all_pairs for d in (p.a, p.b)}
+    batches: dict[str, list[Doc]] = defaultdict(list)
+    for d in docs.values():
+        batches[d.batch].append(d)
+    item_of: dict[int, Item] = {}
+    print_of: dict[int, Fingerprint] = {}
+    for batch, group in batches.items():
+        items = [
+            Item(batch, f"{batch}#{n}", d.url, d.title, "", content=d.body, published=NOW)
+            for n, d in enumerate(group)
+        ]
+        for d, item, fp in zip(group, items, fingerprints(items, policy), strict=True):
+            item_of[id(d)], print_of[id(d)] = item, fp
+    rules = NoRules()
+    out = []
+    for p in all_pairs:
+        a, b = print_of[id(p.a)], print_of[id(p.b)]
+        second = item_of[id(p.b)]
+        same_feed = p.a.batch == p.b.batch
+        shared = tuple(set(a.bands) & set(b.bands))
+        # What store.known() returns for the second item's keys when the first is stored.
+        known = KnownState(
+            story_by_url={a.url: "A"} if a.url else {},
+            story_by_hash={a.content_hash: "A"},
+            own_story_by_hash={a.content_hash: "A"} if same_feed else {},
+            near=(NearCandidate("A", a.signature, shared),) if a.signature and shared else (),
+        )
+        feed = Feed(second.feed, "https://example.org/feed", timedelta(minutes=10))
+        state = FeedState(feed.name, feed.url, None, None, None, None, None, 0, None, polls=1)
+        decision = decide(
+            feed,
+            state,
+            [second],
+            known,
+            rules,
+            (),
+            now=NOW,
+            backlog_window=timedelta(days=1),
+            dedupe_policy=policy,
+            prints=[b],
+        )
+        (record,) = decision.items
+        by = record.joined_by if record.story == "A" else None
+        out.append(Joined(p, by, a.signature is not None and b.signature is not None))
+    return out
+
+
+def pipeline_prf(
+    rows: list[Joined], *, long_only: bool = False, url_variants: bool = True
+) -> tuple[float, float, int, int]:
+    """precision, recall (over copies keeping >= 60%), false positives, negatives."""
+    rows = [
+        r
+        for r in rows
+        if r.pair.kind not in BEYOND
+        and (r.long or not long_only)
+        and (url_variants or r.pair.kind not in URL_VARIANTS)
+    ]
+    said = [r for r in rows if r.by]
+    tp = sum(r.pair.same for r in said)
+    pos = sum(r.pair.same for r in rows)
+    return (
+        (tp / len(said) if said else 1.0),
+        (tp / pos if pos else 1.0),
+        len(said) - tp,
+        len(rows) - pos,
+    )
+
+
+def pipeline_report(all_pairs: list[Pair]) -> None:
+    policy = DedupePolicy()
+    rows = through_pipeline(all_pairs, policy)
+    print(
+        f"\nThrough the pipeline (pipeline.fingerprints + decide: canonical URL, content hash, "
+        f"near-dup from {policy.min_words} words at {policy.threshold}), every length:"
+    )
+    out = []
+    for kind in dict.fromkeys(r.pair.kind for r in rows):
+        sel = [r for r in rows if r.pair.kind == kind]
+        short = [r for r in sel if not r.long]
+        long = [r for r in sel if r.long]
+
+        def rate(group: list[Joined]) -> str:
+            return f"{sum(bool(r.by) for r in group) / len(group):.3f}" if group else "–"
+
+        by = {key: sum(r.by == key for r in sel) for key in ("url", "hash", "near")}
+        label = f"{kind} (beyond target)" if kind in BEYOND else kind
+        out.append(
+            [
+                label,
+                "copy" if sel[0].pair.same else "different",
+                str(len(sel)),
+                rate(sel),
+                f"{rate(short)} ({len(short)})",
+                f"{rate(long)} ({len(long)})",
+                f"{by['url']} / {by['hash']} / {by['near']}",
+            ]
+        )
+    print(
+        table(
+            [
+                "pair kind",
+                "truth",
+                "pairs",
+                "said same",
+                f"< {policy.min_words} words (pairs)",
+                f">= {policy.min_words} words (pairs)",
+                "joined by url / hash / near",
+            ],
+            out,
+        )
+    )
+    m = policy.min_words
+    for label, long_only, url_variants in (
+        ("every length, all copies", False, True),
+        ("every length, outlets' copies (own URLs)", False, False),
+        (f"both >= {m} words, all copies", True, True),
+        (f"both >= {m} words, outlets' copies (own URLs)", True, False),
+    ):
+        p, r, fp, neg = pipeline_prf(rows, long_only=long_only, url_variants=url_variants)
+        print(
+            f"{label}, keeping >= 60%: precision {p:.4f}, recall {r:.4f} "
+            f"(false positives {fp} of {neg} different pairs)"
+        )
+    print(
+        "Target (issue 4): recall >= 0.95 on copies keeping >= 60% of the text, precision "
+        f">= 0.99. Near-duplicate matching covers texts of >= {policy.min_words} words "
+        "(MIN_WORDS_FOR_NEAR_DUP); shorter ones join by canonical URL and exact text only."
+    )
+    wrong = [r for r in rows if r.by and not r.pair.same]
+    for r in wrong[:10]:
+        print(
+            f"  false positive ({r.pair.kind}, by {r.by}): {r.pair.a.title[:60]!r} ~ "
+            f"{r.pair.b.title[:60]!r}"
+        )
+
+
 def table(head: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(" ---: " for _ in head) + "|"]
     lines[1] = "| --- |" + "|".join(" ---: " for _ in head[1:]) + "|"
@@ -276,15 +529,21 @@ def table(head: list[str], rows: list[list[str]]) -> str:
 
 def syndication(quick: bool) -> None:
     docs = originals()
-    all_pairs = list(pairs(docs))
+    every_pair = list(pairs(docs))
     t, m = neardup.NEAR_DUP_THRESHOLD, neardup.MIN_WORDS_FOR_NEAR_DUP
     words = [d.words for d in docs]
     print(
-        f"originals: {len(docs)} from {len({d.feed for d in docs})} feeds + seeds; "
+        f"originals: {len(docs)} from {len({d.feed for d in docs}) - 1} feeds + seeds; "
         f"words median {statistics.median(words):.0f}; {sum(w >= m for w in words)} have "
-        f">= {m} words; pairs: {sum(p.same for p in all_pairs)} copies, "
-        f"{sum(not p.same for p in all_pairs)} different"
+        f">= {m} words; {sum(d.url is not None for d in docs)} have a URL; pairs: "
+        f"{sum(p.same for p in every_pair)} copies, {sum(not p.same for p in every_pair)} "
+        "different"
     )
+    pipeline_report(every_pair)
+
+    # The signatures alone, on the text variants (the URL variants test the URL key).
+    all_pairs = [p for p in every_pair if p.kind not in URL_VARIANTS]
+    print("\nNear-duplicate signatures alone (text variants only):")
     rows = score(all_pairs, neardup.SHINGLE_K, exact=True)
     alone = score(all_pairs, neardup.SHINGLE_K, learn=False)
     p, r, fp, neg = prf(alone, t, m)
