@@ -222,12 +222,19 @@ def _check(settings: Settings, path: str) -> int:
 
 async def _run(settings: Settings, config_path: str) -> int:
     from monitor.scheduler import Daemon
+    from monitor.startup import open_when_ready
+    from monitor.systemd import SystemdNotify
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Daemon(settings) as daemon:
+    # A database that is not up yet is waited for, not a crash (and a systemd restart loop).
+    store = await open_when_ready(settings.database, stop, notify=SystemdNotify.from_env())
+    if store is None:
+        log.info("stopped before the database answered")
+        return 0
+    async with Daemon(settings, store=store) as daemon:
         await daemon.run(stop, config_path=config_path)
     return 0
 

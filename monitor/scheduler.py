@@ -26,7 +26,7 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
@@ -40,7 +40,7 @@ from monitor.fetch import Fetcher
 from monitor.health import FeedHealth, assess_all, counts, newly_unwell
 from monitor.metrics import AlertState, DedupeKind, Metrics, poll_outcome
 from monitor.model import Decision, Feed, FeedState, FeedUpdate, FetchResult, Item
-from monitor.notify import DrainReport, Notifier, OutboxWorker
+from monitor.notify import DrainReport, Notifier, OutboxWorker, next_attempt
 from monitor.notify.digest import digest_trigger
 from monitor.parse import ParsedFeed, parse_feed
 from monitor.pipeline import (
@@ -106,6 +106,15 @@ class PollOutcome:
     elapsed: float = 0.0
 
 
+@dataclass(slots=True)
+class _Announcement:
+    """An admin announcement of a feed's unwell episode, waiting to be sent."""
+
+    health: FeedHealth
+    due: datetime  # the next attempt
+    attempts: int = 0  # failed so far
+
+
 class Daemon:
     """The running monitor. Use as `async with Daemon(settings) as daemon:`."""
 
@@ -117,14 +126,19 @@ class Daemon:
         owner: str | None = None,
         stdout: TextIO | None = None,
         rng: random.Random | None = None,
+        store: Store | None = None,
     ) -> None:
+        """`store`: one already open on `settings.database` (`startup.open_when_ready`),
+        which the daemon then owns and closes; None: opened on entry."""
         self._settings = settings
+        self._opened = store
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
         self._owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self._stdout = stdout
         self._stack = contextlib.AsyncExitStack()
         self._in_flight: dict[str, asyncio.Task[PollOutcome]] = {}
+        self._jobs: set[asyncio.Task[object]] = set()  # scheduler jobs running now (see _tracked)
         self._background: set[asyncio.Task[None]] = set()  # keeps fire-and-forget tasks alive
         self._scheduler: AsyncIOScheduler | None = None
         self._reloading = asyncio.Lock()  # SIGHUP and the file watcher: one reload at a time
@@ -132,6 +146,7 @@ class Daemon:
         self._started = clock()
         self._last_cycle: datetime | None = None  # end of the last claim of due feeds
         self._health: dict[str, FeedHealth] = {}  # the last look, to announce changes once
+        self._unannounced: dict[str, _Announcement] = {}  # by episode key: not yet sent
         self._configure(settings)
 
     # --- life cycle -------------------------------------------------------------------------
@@ -150,7 +165,7 @@ class Daemon:
 
     async def __aenter__(self) -> Daemon:
         stack = self._stack
-        self.store = await Store.open(self._settings.database)
+        self.store = self._opened or await Store.open(self._settings.database)
         stack.push_async_callback(self.store.close)
         self._fetcher = await stack.enter_async_context(
             Fetcher(self._policy, allow_networks=self._settings.http.allow_networks)
@@ -166,6 +181,9 @@ class Daemon:
                 memory=limits.memory,
             )
         )
+        # Started now, beside the first (cheap, 304) polls: the first changed feed then finds
+        # a worker ready instead of waiting ~2 s for the forkserver and the imports.
+        self._workers.warm()
         self._start_delivery()
         await self.store.sync_feeds(list(self._feeds.values()), self._clock())
         log.info(
@@ -552,7 +570,7 @@ class Daemon:
             if trigger is None:
                 continue
             scheduler.add_job(
-                self.send_digest,
+                self._tracked(self.send_digest),
                 trigger,
                 args=[name],
                 id=f"digest:{name}",
@@ -601,18 +619,72 @@ class Daemon:
                 health.since.isoformat(timespec="minutes") if health.since else "-",
                 health.reason,
             )
-            if "admin" in self._channels and await self.store.claim_announcement(health.key, now):
+            if "admin" in self._channels:
+                self._unannounced.setdefault(health.key, _Announcement(health, now))
+        self._health = {h.feed: h for h in report}
+        await self._announce({h.key for h in report if h.unwell}, now)
+        return report
+
+    async def _announce(self, current: set[str], now: datetime) -> None:
+        """Send the admin announcements that are due, for episodes still going on.
+
+        The store hands an episode's key to one replica, once, across restarts; a send that
+        fails gives the key back, so this process retries (with the outbox's backoff) and a
+        restart or another replica may too. A crash between the claim and the send still
+        loses that one announcement.
+        """
+        for key, pending in list(self._unannounced.items()):
+            if key not in current or "admin" not in self._channels:
+                del self._unannounced[key]  # recovered, or no admin channel since a reload
+                continue
+            if pending.due > now:
+                continue
+            if not await self.store.claim_announcement(key, now):
+                del self._unannounced[key]  # announced already, by us or by another replica
+                continue
+            health = pending.health
+            try:
                 outcome = await self._notifier.send_text(
                     "admin",
                     f"newsmon: feed {health.feed} is {health.state}",
                     f"Feed {health.feed} is {health.state}: {health.reason}.",
                 )
-                if not outcome.ok:
-                    log.warning(
-                        "admin announcement failed feed=%s error=%s", health.feed, outcome.error
-                    )
-        self._health = {h.feed: h for h in report}
-        return report
+            except BaseException:
+                await asyncio.shield(self.store.release_announcement(key))
+                raise
+            if outcome.ok:
+                del self._unannounced[key]
+                log.info("admin announcement sent feed=%s state=%s", health.feed, health.state)
+                continue
+            await self.store.release_announcement(key)
+            pending.attempts += 1
+            pending.due = next_attempt(
+                pending.attempts, now, rng=self._rng, retry_after=outcome.retry_after
+            )
+            log.warning(
+                "admin announcement failed feed=%s state=%s attempt=%d retry_at=%s error=%s",
+                health.feed,
+                health.state,
+                pending.attempts,
+                pending.due.isoformat(timespec="seconds"),
+                outcome.error,
+            )
+
+    def _tracked(self, job: Callable[..., Awaitable[object]]) -> Callable[..., Awaitable[None]]:
+        """`job` as a scheduler job whose runs a graceful stop waits for."""
+
+        @functools.wraps(job)
+        async def tracked(*args: object) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._jobs.add(task)
+            try:
+                await job(*args)
+            finally:
+                if task is not None:
+                    self._jobs.discard(task)
+
+        return tracked
 
     def _kick_outbox(self) -> None:
         if self._scheduler is not None and self._scheduler.running:
@@ -629,7 +701,7 @@ class Daemon:
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
         scheduler.add_job(
-            self._poll_tick,
+            self._tracked(self._poll_tick),
             "interval",
             seconds=POLL_TICK.total_seconds(),
             id="poll",
@@ -637,7 +709,7 @@ class Daemon:
             **common,
         )
         scheduler.add_job(
-            self.deliver,
+            self._tracked(self.deliver),
             "interval",
             seconds=OUTBOX_TICK.total_seconds(),
             id="outbox",
@@ -645,7 +717,7 @@ class Daemon:
             **common,
         )
         scheduler.add_job(
-            self.prune,
+            self._tracked(self.prune),
             "interval",
             seconds=PRUNE_EVERY.total_seconds(),
             id="prune",
@@ -653,7 +725,7 @@ class Daemon:
             **common,
         )
         scheduler.add_job(
-            self.apply_retention,
+            self._tracked(self.apply_retention),
             "interval",
             seconds=RETENTION_EVERY.total_seconds(),
             id="retention",
@@ -661,7 +733,7 @@ class Daemon:
             **common,
         )
         scheduler.add_job(
-            self.check_health,
+            self._tracked(self.check_health),
             "interval",
             seconds=HEALTH_EVERY.total_seconds(),
             id="health",
@@ -707,20 +779,33 @@ class Daemon:
                 watchdog.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watchdog
-            log.info("stopping: waiting for %d polls in flight", len(self._in_flight))
-            scheduler.shutdown(wait=False)
-            self._scheduler = None
+            # No new job starts; the running ones (a drain mid-send, a digest, a health look
+            # announcing) and the polls in flight finish within the grace. Shutting the
+            # scheduler down first would cancel its running jobs: a send cut off after the
+            # channel accepted it stays leased, and goes again after the restart.
+            scheduler.pause()
+            grace = loop.time() + STOP_GRACE.total_seconds()
+            log.info(
+                "stopping: waiting for %d polls and %d jobs in flight",
+                len(self._in_flight),
+                len(self._jobs),
+            )
             if config_path is not None:
                 loop.remove_signal_handler(signal.SIGHUP)
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+            # A poll tick still running may start polls: wait for the jobs, then the polls.
+            if self._jobs:
+                await asyncio.wait(list(self._jobs), timeout=max(0.0, grace - loop.time()))
             pending = list(self._in_flight.values())
             if pending:
-                _done, late = await asyncio.wait(pending, timeout=STOP_GRACE.total_seconds())
+                _done, late = await asyncio.wait(pending, timeout=max(0.0, grace - loop.time()))
                 for task in late:
                     task.cancel()
+            scheduler.shutdown(wait=False)  # cancels a job still running past the grace
+            self._scheduler = None
             # Alerts the last polls queued leave now rather than after the restart.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.deliver(), timeout=STOP_GRACE.total_seconds())

@@ -109,6 +109,41 @@ async def test_an_unwell_feed_is_announced_once_on_admin(tmp_path: Path) -> None
     assert titles == ["newsmon: feed broken is failing"], titles
 
 
+async def test_an_admin_announcement_that_failed_is_sent_later_once(tmp_path: Path) -> None:
+    clock = [datetime(2026, 11, 23, 12, 0, tzinfo=UTC)]
+    async with FeedServer() as server, HookReceiver(answers=[500, 500]) as admin:
+        settings = load_config_text(
+            f"database: sqlite:///{tmp_path / 'db.sqlite'}\n"
+            "http: {allow_private_networks: true}\nweb: {enabled: false}\n"
+            f"feeds:\n  - name: broken\n    url: {server.url('/missing.xml')}\n"
+            "    expect_update: 1h\n"
+            f"channels:\n  admin:\n    url: {admin.url()}\n"
+        )
+
+        def daemon() -> Daemon:
+            return Daemon(settings, clock=lambda: clock[0])
+
+        async with daemon() as first:
+            await first.poll_once()
+            clock[0] += timedelta(hours=2)
+            await first.check_health()  # failing now: announced, answered 500
+            assert [p.status for p in admin.posts] == [500]
+            await first.check_health()  # its retry is not due yet
+            assert len(admin.posts) == 1
+        # A restart before the retry: the failed announcement was given back, so it goes again.
+        async with daemon() as second:
+            await second.check_health()  # 500 again
+            assert [p.status for p in admin.posts] == [500, 500]
+            clock[0] += timedelta(hours=1)
+            await second.check_health()  # the retry, due: 200
+            await second.check_health()
+        async with daemon() as third:
+            await third.check_health()  # the same episode: not again
+    titles = [p.body["title"] for p in admin.posts]
+    assert titles == ["newsmon: feed broken is failing"] * 3, titles
+    assert [p.status for p in admin.posts] == [500, 500, 200]
+
+
 async def test_retention_keeps_what_a_feed_still_lists_and_prunes_what_it_dropped(
     tmp_path: Path,
 ) -> None:

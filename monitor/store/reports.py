@@ -9,7 +9,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, desc, func, or_, select
+from sqlalchemy import Row, delete, desc, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from monitor.store import dialect
@@ -114,3 +114,7 @@ async def counts(conn: AsyncConnection) -> dict[str, int]:
 async def claim_announcement(conn: AsyncConnection, backend: str, key: str, now: datetime) -> bool:
     stmt = dialect.insert_ignore(announcements, ["key"], backend).returning(announcements.c.key)
     return bool((await conn.execute(stmt, [{"key": key, "created": now}])).all())
+
+
+async def release_announcement(conn: AsyncConnection, key: str) -> None:
+    await conn.execute(delete(announcements).where(announcements.c.key == key))

@@ -259,6 +259,11 @@ class Store:
         async with self._write() as conn:
             return await reports.claim_announcement(conn, self.dialect, key, now)
 
+    async def release_announcement(self, key: str) -> None:
+        """Forget that `key` was claimed (its send failed): the next claim of it wins again."""
+        async with self._write() as conn:
+            await reports.release_announcement(conn, key)
+
     async def prune_items(self, before: datetime) -> int:
         """Delete items their feed last listed before `before`, with their matches, alerts and
         deliveries.
