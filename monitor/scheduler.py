@@ -181,6 +181,9 @@ class Daemon:
                 memory=limits.memory,
             )
         )
+        # Started now, beside the first (cheap, 304) polls: the first changed feed then finds
+        # a worker ready instead of waiting ~2 s for the forkserver and the imports.
+        self._workers.warm()
         self._start_delivery()
         await self.store.sync_feeds(list(self._feeds.values()), self._clock())
         log.info(

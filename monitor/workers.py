@@ -45,12 +45,16 @@ swap or the OOM killer. ``RLIMIT_AS`` is Linux and BSD; elsewhere the limit is n
 Workers start lazily, in a ``forkserver`` (default) or ``spawn`` context, never ``fork``: forking
 a process that runs threads (aiosqlite, apprise) can copy a held lock into the child. Starting a
 worker blocks for the forkserver's first start (about a second), so it happens in a thread.
+``warm()`` starts them ahead, in the background, so that the first tasks do not wait for a start
+(the forkserver and a worker's imports: about two seconds on a small machine).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import multiprocessing
 import os
 import pickle
@@ -73,6 +77,8 @@ __all__ = [
     "WorkerPool",
     "WorkerTimeout",
 ]
+
+log = logging.getLogger("newsmon")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -217,6 +223,8 @@ class WorkerPool:
         self._slots = asyncio.Semaphore(workers)
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
+        self._starting = 0  # processes being started now, by run() or warm()
+        self._warming: asyncio.Task[None] | None = None
         self._closed = False
         self.started = 0  # processes started so far: replacements show here (tests, metrics)
 
@@ -265,9 +273,22 @@ class WorkerPool:
                 else:
                     self._retire(worker)
 
+    def warm(self) -> None:
+        """Start idle workers, up to ``workers``, in the background; return at once.
+
+        A worker that fails to start is logged and left to start lazily at the next task; the
+        count of processes never passes ``workers``. Idempotent; call it from the event loop.
+        """
+        if self._warming is None and not self._closed:
+            self._warming = asyncio.create_task(self._warm(), name="warm-workers")
+
     async def close(self) -> None:
         """End every worker. Idle ones exit on their own; busy ones are killed. Idempotent."""
         self._closed = True
+        if self._warming is not None and not self._warming.done():
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warming
         idle, self._idle = self._idle, []
         busy = list(self._busy)
         for worker in idle:
@@ -282,7 +303,35 @@ class WorkerPool:
         if self._closed:
             raise RuntimeError("WorkerPool is closed")
 
+    async def _warm(self) -> None:
+        async def one() -> None:
+            async with self._slots:
+                if self._closed or len(self._idle) + len(self._busy) + self._starting >= (
+                    self.workers
+                ):
+                    return
+                worker = await self._start()
+                if self._closed:
+                    self._retire(worker)
+                else:
+                    self._idle.append(worker)
+
+        for outcome in await asyncio.gather(
+            *(one() for _ in range(self.workers)), return_exceptions=True
+        ):
+            if isinstance(outcome, asyncio.CancelledError):
+                raise outcome
+            if isinstance(outcome, Exception):
+                log.warning("worker did not start ahead: %s", outcome)
+
     async def _start(self) -> _Worker:
+        self._starting += 1
+        try:
+            return await self._start_one()
+        finally:
+            self._starting -= 1
+
+    async def _start_one(self) -> _Worker:
         ours, theirs = socket.socketpair()
         process = self._context.Process(
             target=_serve,
@@ -290,10 +339,19 @@ class WorkerPool:
             name="newsmon-worker",
             daemon=True,  # never outlives the daemon, even if close() is never reached
         )
+        starting = asyncio.ensure_future(asyncio.to_thread(process.start))
         try:
-            await asyncio.to_thread(process.start)
-        finally:
-            theirs.close()  # the child holds its own copy; ours must go for EOF to be seen
+            await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # The thread starts the process all the same: stop it once started (close() of a
+            # pool still warming up, a cancelled task).
+            starting.add_done_callback(functools.partial(_abandon, process, ours, theirs))
+            raise
+        except BaseException:
+            theirs.close()
+            ours.close()
+            raise
+        theirs.close()  # the child holds its own copy; ours must go for EOF to be seen
         self.started += 1
         worker = _Worker(process, ours)
         try:
@@ -317,6 +375,19 @@ class WorkerPool:
 
 
 _reaping: set[asyncio.Future[None]] = set()  # keeps background reaps alive until they finish
+
+
+def _abandon(
+    process: BaseProcess, ours: socket.socket, theirs: socket.socket, started: asyncio.Future[None]
+) -> None:
+    """A worker whose start was cancelled: kill it if it started; multiprocessing reaps it."""
+    if not started.cancelled():
+        started.exception()  # retrieved: a failed start of an abandoned worker is no news
+    theirs.close()
+    ours.close()
+    with contextlib.suppress(ValueError, AssertionError, OSError):
+        if process.is_alive():
+            process.kill()
 
 
 # --- the worker process ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import multiprocessing
 import os
 import signal
 import time
@@ -240,6 +241,34 @@ async def test_close_leaves_no_process_behind() -> None:
         await pool.run(echo, 1)
     assert not alive(idle)
     await pool.close()  # idempotent
+
+
+async def test_a_warmed_pool_has_its_workers_ready_and_no_more() -> None:
+    async with WorkerPool(workers=2, timeout=5.0) as pool:
+        pool.warm()
+        pool.warm()  # idempotent
+        both = await asyncio.gather(pool.run(pid), pool.run(echo, 1), pool.run(pid))
+        assert both[1] == 1
+        assert pool.started == 2  # the tasks took the warmed workers; none started twice
+        await asyncio.sleep(0.1)
+        assert pool.started == 2
+
+
+async def test_closing_a_pool_still_warming_leaves_no_process_behind() -> None:
+    pool = WorkerPool(workers=2, timeout=5.0)
+    pool.warm()
+    await asyncio.sleep(0.05)  # the starts are under way, in threads
+    await pool.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await pool.run(echo, 1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        # Children of this process named as the pool names its workers, still running.
+        running = [p for p in multiprocessing.active_children() if p.name == "newsmon-worker"]
+        if not running:
+            break
+        await asyncio.sleep(0.1)
+    assert not running
 
 
 def test_bad_settings_are_refused() -> None:
