@@ -351,7 +351,7 @@ class Daemon:
         )
         if result.not_modified or not result.ok or result.body is None:
             update = plan_update(feed, state, result, now=now)
-            await self.store.apply(Decision(feed.name), update)
+            await self.store.record_poll(update)  # committed with the polls finishing beside it
             self.metrics.poll(poll_outcome(result, update), result.status, result.elapsed)
             self._log_poll(feed, result, update, new=0, alerts=0)
             return PollOutcome(

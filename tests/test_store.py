@@ -263,6 +263,48 @@ async def test_apply_releases_the_lease(store: Store) -> None:
     assert len(await store.claim_due_feeds(T0, limit=1, lease=MIN, owner="w")) == 1
 
 
+async def test_record_poll_groups_concurrent_polls_as_apply_would_store_each(
+    store: Store,
+) -> None:
+    """304s, failures, a move and a 410 finishing at once: each feed as if applied alone."""
+    names = [f"f{i:02}" for i in range(12)]
+    await store.sync_feeds([feed(n) for n in names], T0)
+    await store.claim_due_feeds(T0, limit=len(names), lease=timedelta(hours=1), owner="w")
+    failed = model.FeedUpdate("f01", T0, T0 + 2 * MIN, False, error="timed out", status=None)
+    gone = model.FeedUpdate("f02", T0, T0 + MIN, False, status=410, disabled_reason="HTTP 410")
+    moved = ok("f03", etag='"m"', url="https://moved.example/feed")
+    updates = [ok(n, etag=f'"{n}"', last_modified="lm") for n in names[4:]]
+    stray = ok("never-synced")
+    outcomes = await asyncio.gather(
+        *(store.record_poll(u) for u in [failed, stray, gone, moved, *updates]),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], LookupError)  # refused alone; the others are stored
+    assert [o for i, o in enumerate(outcomes) if i != 1] == [None] * (len(outcomes) - 1)
+
+    by_name = {s.name: s for s in await store.feed_states()}
+    assert (by_name["f01"].error_count, by_name["f01"].last_error, by_name["f01"].polls) == (
+        1,
+        "timed out",
+        0,
+    )
+    assert by_name["f02"].disabled_reason == "HTTP 410"
+    assert (by_name["f03"].url, by_name["f03"].etag) == ("https://moved.example/feed", '"m"')
+    for n in names[4:]:
+        state = by_name[n]
+        assert (state.etag, state.last_modified, state.polls, state.error_count) == (
+            f'"{n}"',
+            "lm",
+            1,
+            0,
+        )
+        assert (state.last_success, state.next_poll) == (T0, T0 + 10 * MIN)
+    assert by_name["f00"].last_polled is None  # not polled: untouched
+    # Leases released: every recorded feed can be claimed again (f00 still holds its lease).
+    again = await store.claim_due_feeds(T0, limit=50, lease=MIN, owner="x", force=True)
+    assert sorted(s.name for s in again) == sorted(set(names) - {"f00", "f02"})
+
+
 async def test_concurrent_applies_on_one_store(store: Store) -> None:
     """20 pollers finishing at once: no "database is locked", nothing lost."""
     names = [f"f{i:02}" for i in range(20)]
@@ -426,6 +468,26 @@ async def test_mark_sent_failed_dead_and_retry(store: Store) -> None:
 
     with pytest.raises(LookupError):
         await store.mark_sent(9999, T0)
+
+
+async def test_concurrent_mark_sent_commit_together_and_an_unknown_id_fails_alone(
+    store: Store,
+) -> None:
+    await store.sync_feeds([feed("a")], T0)
+    await store.apply(decision("a", *(record("a", str(k)) for k in range(6))), ok("a"))
+    claimed = await store.claim_deliveries(T0, limit=10, lease=MIN, owner="n")
+    outcomes = await asyncio.gather(
+        store.mark_sent(9999, T0),
+        *(store.mark_sent(d.id, T0 + k * MIN) for k, d in enumerate(claimed)),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], LookupError)
+    assert outcomes[1:] == [None] * len(claimed)
+    log = {row.id: row for row in await store.alerts()}
+    for k, d in enumerate(claimed):
+        row = log[d.alert_id]
+        assert (row.status, row.attempts, row.sent_at) == ("sent", 1, T0 + k * MIN)
+    assert await store.outbox_depth() == 0
 
 
 @pytest.mark.postgres

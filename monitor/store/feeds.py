@@ -133,6 +133,52 @@ async def states(conn: AsyncConnection) -> list[model.FeedState]:
 
 
 async def record_poll(conn: AsyncConnection, u: model.FeedUpdate, *, new_items: bool) -> None:
+    result = await conn.execute(
+        sa.update(feeds).where(feeds.c.name == u.name).values(_poll_values(u, new_items=new_items))
+    )
+    if result.rowcount != 1:
+        raise LookupError(f"feed {u.name!r} is not stored: sync_feeds() first")
+
+
+async def record_polls(
+    conn: AsyncConnection, updates: Sequence[model.FeedUpdate]
+) -> dict[int, LookupError]:
+    """`record_poll` (no new items) of each update, as few statements as their shapes allow.
+
+    Returns the positions of the refused ones (a feed never synced); the rest are recorded.
+    """
+    stored: set[str] = set()
+    for batch in dialect.chunks({u.name for u in updates}):
+        stored.update(await conn.scalars(select(feeds.c.name).where(feeds.c.name.in_(batch))))
+    refused = {
+        i: LookupError(f"feed {u.name!r} is not stored: sync_feeds() first")
+        for i, u in enumerate(updates)
+        if u.name not in stored
+    }
+    # One executemany per shape of values (a 304 and a failure set different columns): a
+    # round trip to the database thread costs more than the update itself.
+    # Expressions (``polls + 1``) are the same for every update that sets that column.
+    shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], list[dict[str, Any]]] = {}
+    expressions: dict[str, Any] = {}
+    for i, u in enumerate(updates):
+        if i in refused:
+            continue
+        values = _poll_values(u, new_items=False)
+        plain = {k: v for k, v in values.items() if not isinstance(v, sa.ColumnElement)}
+        expressions |= {k: v for k, v in values.items() if k not in plain}
+        shape = (tuple(sorted(plain)), tuple(sorted(values.keys() - plain.keys())))
+        row = {"b_name": u.name} | {f"b_{k}": v for k, v in plain.items()}
+        shapes.setdefault(shape, []).append(row)
+    for (plain_keys, expression_keys), rows in shapes.items():
+        values = {k: sa.bindparam(f"b_{k}") for k in plain_keys}
+        values |= {k: expressions[k] for k in expression_keys}
+        stmt = sa.update(feeds).where(feeds.c.name == sa.bindparam("b_name")).values(values)
+        await conn.execute(stmt, rows)
+    return refused
+
+
+def _poll_values(u: model.FeedUpdate, *, new_items: bool) -> dict[str, Any]:
+    """The columns a poll sets: plain values, and expressions over the row's own."""
     values: dict[str, Any] = {
         "last_polled": u.polled_at,
         "next_poll": u.next_poll,
@@ -160,9 +206,7 @@ async def record_poll(conn: AsyncConnection, u: model.FeedUpdate, *, new_items: 
         values["url"] = u.url
     if u.disabled_reason is not None:
         values["disabled_reason"] = u.disabled_reason
-    result = await conn.execute(sa.update(feeds).where(feeds.c.name == u.name).values(values))
-    if result.rowcount != 1:
-        raise LookupError(f"feed {u.name!r} is not stored: sync_feeds() first")
+    return values
 
 
 def _state(row: Row[*tuple[Any, ...]]) -> model.FeedState:

@@ -19,10 +19,10 @@ this class owns connections, transactions and the SQLite writer lock.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -84,6 +84,76 @@ async def _bad_values_raise() -> AsyncIterator[None]:
         raise
 
 
+# At most this many writes in one group of a `_GroupCommit`: the write transaction stays a few
+# milliseconds long, so an ingest waiting for the writer is not held up behind it.
+_GROUP_MAX = 500
+
+_T = TypeVar("_T")
+
+
+class _GroupCommit(Generic[_T]):
+    """Small writes that many tasks make at once, committed together (group commit).
+
+    ``await submit(value)`` returns once `value` is committed. The first value starts a task
+    that takes the writer; whatever queues while it waits (and while each group commits) goes
+    in the next group, up to ``_GROUP_MAX``, so there is no timer and no added latency when
+    the writer is free. ``apply(conn, values)`` writes one group and returns the values it
+    refused, by position, with their error: those fail alone, the rest commit. Any other
+    error fails its whole group (none of it stored) and reaches each of its callers. A
+    caller cancelled after submitting still has its value written.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
+        apply: Callable[[AsyncConnection, list[_T]], Awaitable[Mapping[int, Exception]]],
+        name: str,
+    ) -> None:
+        self._write = write
+        self._apply = apply
+        self._name = name
+        self._queue: list[tuple[_T, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, value: _T) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((value, done))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=self._name)
+        await asyncio.shield(done)
+
+    async def wait(self) -> None:
+        """Until every value submitted so far is written or failed."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while self._queue:
+            group: list[tuple[_T, asyncio.Future[None]]] = []
+            try:
+                async with self._write() as conn:
+                    group = self._queue[:_GROUP_MAX]
+                    del self._queue[:_GROUP_MAX]
+                    refused = await self._apply(conn, [value for value, _ in group])
+            except Exception as exc:
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            except BaseException:  # cancelled (the loop is closing): no caller waits forever
+                for _, done in [*group, *self._queue]:
+                    done.cancel()
+                self._queue.clear()
+                raise
+            for i, (_, done) in enumerate(group):
+                if not done.done():
+                    error = refused.get(i)
+                    if error is None:
+                        done.set_result(None)
+                    else:
+                        done.set_exception(error)
+
+
 def _failed(error: str, retry_at: datetime | None) -> dict[str, Any]:
     values: dict[str, Any] = {
         "attempts": deliveries.c.attempts + 1,
@@ -114,6 +184,10 @@ class Store:
         self._writer = asyncio.Lock() if self.dialect == dialect.SQLITE else None
         # An in-memory database is one shared connection: readers must queue too.
         self._reader = self._writer if serialize_reads else None
+        # A feed state or a delivery's 'sent' is a few columns: the transaction and the round
+        # trips to the database thread cost more than the write, so concurrent ones share them.
+        self._polls = _GroupCommit(self._write, _feeds.record_polls, "record-polls")
+        self._sent = _GroupCommit(self._write, outbox.settle_sent, "mark-sent")
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Self:
@@ -139,6 +213,8 @@ class Store:
 
     async def close(self) -> None:
         """Close every connection. In-flight calls must have finished."""
+        await self._polls.wait()
+        await self._sent.wait()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Self:
@@ -301,6 +377,16 @@ class Store:
         async with self._write() as conn:
             return await _apply(conn, self.dialect, decision, update)
 
+    async def record_poll(self, update: model.FeedUpdate) -> None:
+        """As ``apply(Decision(update.name), update)``: a poll that stored no items (a 304, a
+        failure) recorded on its feed, its lease released; returns once committed.
+
+        Group commit (see :class:`_GroupCommit`): an update for a feed never synced fails
+        alone (``LookupError``); any other error fails its whole group. A crash before the
+        commit leaves the lease to expire: the feed is polled again, nothing else is lost.
+        """
+        await self._polls.submit(update)
+
     @asynccontextmanager
     async def ingest(self) -> AsyncIterator[Ingest]:
         """One poll's read-decide-write as one transaction, exclusive against other ingests.
@@ -407,17 +493,12 @@ class Store:
     async def mark_sent(self, delivery_id: int, now: datetime) -> None:
         """The channel accepted it: status 'sent' at `now`, one more attempt, lease released.
 
-        Raises ``LookupError`` for an unknown id.
+        Raises ``LookupError`` for an unknown id. Committed together with the marks that
+        concurrent sends make (group commit, see :class:`_GroupCommit`); returns once
+        committed. A crash before the commit means the delivery is sent again after its
+        lease, as a crash between the send and the mark always did.
         """
-        values = {
-            "status": SENT,
-            "sent_at": now,
-            "attempts": deliveries.c.attempts + 1,
-            "lease_owner": None,
-            "lease_until": None,
-        }
-        async with self._write() as conn:
-            await outbox.settle(conn, delivery_id, values)
+        await self._sent.submit((delivery_id, now))
 
     async def mark_digest_sent(self, delivery_ids: Sequence[int], now: datetime) -> None:
         """The channel accepted one digest message carrying these deliveries: all 'sent' at
