@@ -129,13 +129,21 @@ def fingerprints(items: Sequence[Item], policy: DedupePolicy) -> tuple[Fingerpri
     return tuple(prints)
 
 
-def lookup_keys(items: Sequence[Item], prints: Sequence[Fingerprint]) -> Lookup:
-    """The GUIDs, canonical URLs, content hashes and band keys to look up in the store."""
+def lookup_keys(
+    items: Sequence[Item], prints: Sequence[Fingerprint], *, stored: Collection[str] = ()
+) -> Lookup:
+    """The GUIDs, canonical URLs, content hashes and band keys to look up in the store.
+
+    `stored`: GUIDs this feed already stored (``KnownState.seen``), when known. `decide` looks
+    no story up for them (an unchanged item is counted, a changed one keeps its story), so
+    their URLs, hashes and bands are left out; their GUIDs stay in.
+    """
+    fresh = [p for i, p in zip(items, prints, strict=True) if i.guid not in stored]
     return Lookup(
         guids=frozenset(i.guid for i in items),
-        urls=frozenset(p.url for p in prints if p.url),
-        hashes=frozenset(p.content_hash for p in prints),
-        bands=frozenset(b for p in prints for b in p.bands),
+        urls=frozenset(p.url for p in fresh if p.url),
+        hashes=frozenset(p.content_hash for p in fresh),
+        bands=frozenset(b for p in fresh for b in p.bands),
     )
 
 

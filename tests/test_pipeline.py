@@ -199,11 +199,17 @@ def test_lookup_keys_cover_what_decide_asks() -> None:
         item("g1", "Evin", summary=LONG),
         item("g2", "Evin", url="https://x.example/?fbclid=1"),
     ]
-    keys = lookup_keys(items, fingerprints(items, DedupePolicy()))
+    prints = fingerprints(items, DedupePolicy())
+    keys = lookup_keys(items, prints)
     assert keys.guids == {"g1", "g2"}
     assert keys.urls == {"https://wire.example/g1", "https://x.example/"}
     assert len(keys.hashes) == 2  # every text: a short one may still be a re-post in its feed
     assert keys.bands == frozenset()  # neither reaches the near-duplicate minimum of 40 words
+    # A GUID the feed stored already keeps its story: nothing to look up for it but the GUID.
+    only_new = lookup_keys(items, prints, stored={"g1"})
+    assert only_new.guids == {"g1", "g2"}
+    assert only_new.urls == {"https://x.example/"}
+    assert only_new.hashes == {prints[1].content_hash}
 
 
 # --- plan_update ------------------------------------------------------------------------------
