@@ -397,7 +397,15 @@ def load_config_text(
     `base_dir` (default: the working directory) is what relative paths are relative to."""
     base = (base_dir or Path.cwd()).absolute()
     environ = os.environ if env is None else env
-    main = read_document(text, name, environ)
+    try:
+        return _load(text, name, environ, base, fast=True)
+    except ConfigError:
+        # Problems are placed as PyYAML's own parser marks them: read again with it.
+        return _load(text, name, environ, base, fast=False)
+
+
+def _load(text: str, name: str, environ: Mapping[str, str], base: Path, *, fast: bool) -> Settings:
+    main = read_document(text, name, environ, fast=fast)
     problems: list[ConfigProblem] = list(main.problems)
     data = main.data if main.data is not None else {}
     if not isinstance(data, dict):
@@ -407,7 +415,7 @@ def load_config_text(
     settings = validate(Settings, main, data, problems)
     rule_docs: list[tuple[Document, list[Any]]] = [(main, _list(data.get("rules")))]
     file_rules: list[RuleSettings] = []
-    for doc, parsed in _read_rule_files(main, data, base, environ, problems):
+    for doc, parsed in _read_rule_files(main, data, base, environ, problems, fast=fast):
         rule_docs.append(
             (doc, _list(doc.data.get("rules") if isinstance(doc.data, dict) else None))
         )
@@ -444,8 +452,11 @@ def _read_rule_files(
     base: Path,
     env: Mapping[str, str],
     problems: list[ConfigProblem],
+    *,
+    fast: bool,
 ) -> list[tuple[Document, _RuleFile | None]]:
-    """Every file matched by `rule_files`, in path order, each read and shape-checked."""
+    """Every file matched by `rule_files`, in path order, each read (`fast`: see
+    `read_document`) and shape-checked."""
     out: list[tuple[Document, _RuleFile | None]] = []
     seen: set[Path] = set()
     main_dir = os.path.dirname(main.name) if main.name != "<string>" else ""
@@ -471,7 +482,7 @@ def _read_rule_files(
             except (OSError, UnicodeDecodeError) as exc:
                 problems.append(main.problem(("rule_files", i), f"rule_files[{i}]: {shown}: {exc}"))
                 continue
-            doc = read_document(text, shown, env)
+            doc = read_document(text, shown, env, fast=fast)
             problems.extend(doc.problems)
             if doc.data is None:
                 out.append((doc, _RuleFile()))

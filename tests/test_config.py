@@ -20,6 +20,7 @@ from monitor.config import (
     parse_size,
 )
 from monitor.configschema import starter_config, write_starter
+from monitor.configyaml import read_document
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -554,3 +555,26 @@ def test_bad_quiet_hours_are_refused_at_their_position(hours: str) -> None:
         load_config_text(f"channels:\n  desk:\n    url: console://\n    quiet_hours: '{hours}'\n")
     (problem,) = error.value.problems
     assert (problem.line, problem.column) == (4, 18) and "quiet" in problem.message
+
+
+def test_the_fast_yaml_parser_reads_a_valid_config_as_pyyaml_does() -> None:
+    """libyaml reads valid configs (start-up); PyYAML's parser places problems. Same values,
+    same positions, wherever a valid document can put them."""
+    text = (
+        starter_config()
+        + 'more_aliases:\n  IRAN: [Iran, ایران, "Islamic Republic"]\n'
+        + "x: &a {k: v}\ny:\n  <<: *a\n  folded: >\n    two\n    lines\n  literal: |\n    keep\n"
+    )
+    slow = read_document(text, "c.yaml", {}, fast=False)
+    fast = read_document(text, "c.yaml", {}, fast=True)
+    assert fast.problems == slow.problems == []
+    assert fast.data == slow.data
+    for table in ("values", "keys"):
+        ours, theirs = getattr(fast, table), getattr(slow, table)
+        assert ours.keys() == theirs.keys()
+        for path, node in theirs.items():
+            assert fast.at(path, key=table == "keys") == slow.at(path, key=table == "keys"), path
+            assert (ours[path].start_mark.index, ours[path].end_mark.index) == (
+                node.start_mark.index,
+                node.end_mark.index,
+            ), path
