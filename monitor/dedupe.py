@@ -29,6 +29,7 @@ from monitor.neardup import (
     band_keys,
     repeated_lines,
     signature,
+    similarities,
     similarity,
 )
 
@@ -148,6 +149,7 @@ __all__ = [
     "content_words",
     "repeated_lines",
     "signature",
+    "similarities",
     "similarity",
     "story_key",
 ]

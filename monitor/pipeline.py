@@ -163,16 +163,16 @@ class _NearIndex:
 
     def story(self, signature: bytes, bands: Sequence[int], threshold: float) -> str | None:
         """The story of the most similar candidate at or above `threshold`, if any."""
-        best, best_score = None, threshold
-        checked: set[int] = set()
+        found: dict[int, NearCandidate] = {}  # by id(): each candidate once, in band order
         for band in bands:
             for candidate in self._by_band.get(band, ()):
-                if id(candidate) in checked:
-                    continue
-                checked.add(id(candidate))
-                score = dedupe.similarity(signature, candidate.signature)
-                if score >= best_score:
-                    best, best_score = candidate.story, score
+                found.setdefault(id(candidate), candidate)
+        candidates = list(found.values())
+        scores = dedupe.similarities(signature, [c.signature for c in candidates])
+        best, best_score = None, threshold
+        for candidate, score in zip(candidates, scores, strict=True):
+            if score >= best_score:  # ties: the last one, as candidates come
+                best, best_score = candidate.story, score
         return best
 
 

@@ -240,3 +240,19 @@ def test_the_default_policy_is_the_measured_one() -> None:
         neardup.NEAR_DUP_THRESHOLD,
         neardup.MIN_WORDS_FOR_NEAR_DUP,
     )
+
+
+def test_similarities_are_the_floats_similarity_gives_one_by_one() -> None:
+    rng = random.Random(9)
+    sig = _sig(TITLE, BODY)
+    others = [
+        sig,
+        _sig(TITLE, BODY + " Reporting by Outlet 7."),
+        _sig(OTHER_TITLE, OTHER_BODY),
+        # Half its values shared with `sig`: an estimate strictly between 0 and 1.
+        bytes(b if i < len(sig) // 2 else rng.randrange(256) for i, b in enumerate(sig)),
+    ]
+    assert neardup.similarities(sig, others) == [similarity(sig, o) for o in others]
+    assert neardup.similarities(sig, []) == []
+    with pytest.raises(ValueError):
+        neardup.similarities(sig, [sig, b"short"])
