@@ -172,3 +172,42 @@ async def test_rules_test_full_text_shows_what_the_rules_see(tmp_path: Path) -> 
         # Without --full-text, the feed's one sentence is all there is.
         out = (await asyncio.to_thread(cli, server.url("/daily.xml"))).stdout
         assert "matches: evin: 0, taiwan: 0" in out, out
+
+
+async def test_a_page_that_never_answers_leaves_its_item_marked_and_the_rest_goes_on(
+    tmp_path: Path,
+) -> None:
+    now = datetime.now(UTC)
+    async with FeedServer() as server:
+        base = server.url("/a")
+        news = "Relatives gathered outside Evin prison on Sunday evening asking for news."
+        server.add("/a/one.html", page("Budget session", news), content_type="text/html")
+        server.hang("/a/two.html")
+        items = [("one", "Budget session"), ("two", "Evin prison visits halted")]
+        server.add("/daily.xml", feed(now, base, items))
+        settings = load_config_text(
+            f"""
+database: sqlite:///{tmp_path / "db.sqlite"}
+http: {{allow_private_networks: true, timeout: 2s}}
+feeds:
+  - name: daily
+    url: {server.url("/daily.xml")}
+    full_text: true
+channels:
+  console: {{url: "console://"}}
+rules:
+  - name: evin
+    query: '"evin prison"'
+"""
+        )
+        out = io.StringIO()
+        async with Daemon(settings, stdout=out) as daemon:
+            (outcome,) = await daemon.poll_once()
+            await daemon.deliver()
+            stored = {i.guid: i for i in await daemon.store.items_since(now.replace(year=2000))}
+    # The hanging page cost its item the article text, within the request deadline; the
+    # poll stored both items, and both alerted (one on its article, one on its title).
+    assert (outcome.error, outcome.new_items, outcome.alerts) == (None, 2, 2)
+    assert "Evin prison" in stored["one"].text and stored["one"].text_problem is None
+    assert stored["two"].text == "" and "2s" in (stored["two"].text_problem or "")
+    assert "Budget session" in out.getvalue() and "Evin prison visits halted" in out.getvalue()
