@@ -33,6 +33,7 @@ from typing import TextIO
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from monitor.announce import ADMIN, Announcer
 from monitor.articles import with_article_text
 from monitor.config import ConfigError, Settings, load_config
 from monitor.dedupe import canonical_url
@@ -40,7 +41,7 @@ from monitor.fetch import Fetcher
 from monitor.health import FeedHealth, assess_all, counts, newly_unwell
 from monitor.metrics import AlertState, DedupeKind, Metrics, poll_outcome
 from monitor.model import Decision, Feed, FeedState, FeedUpdate, FetchResult, Item
-from monitor.notify import DrainReport, Notifier, OutboxWorker, next_attempt
+from monitor.notify import DrainReport, Notifier, OutboxWorker
 from monitor.notify.digest import digest_trigger
 from monitor.parse import ParsedFeed, parse_feed
 from monitor.pipeline import (
@@ -106,15 +107,6 @@ class PollOutcome:
     elapsed: float = 0.0
 
 
-@dataclass(slots=True)
-class _Announcement:
-    """An admin announcement of a feed's unwell episode, waiting to be sent."""
-
-    health: FeedHealth
-    due: datetime  # the next attempt
-    attempts: int = 0  # failed so far
-
-
 class Daemon:
     """The running monitor. Use as `async with Daemon(settings) as daemon:`."""
 
@@ -146,7 +138,6 @@ class Daemon:
         self._started = clock()
         self._last_cycle: datetime | None = None  # end of the last claim of due feeds
         self._health: dict[str, FeedHealth] = {}  # the last look, to announce changes once
-        self._unannounced: dict[str, _Announcement] = {}  # by episode key: not yet sent
         self._configure(settings)
 
     # --- life cycle -------------------------------------------------------------------------
@@ -167,6 +158,7 @@ class Daemon:
         stack = self._stack
         self.store = self._opened or await Store.open(self._settings.database)
         stack.push_async_callback(self.store.close)
+        self._announcer = Announcer(self.store, rng=self._rng)
         self._fetcher = await stack.enter_async_context(
             Fetcher(self._policy, allow_networks=self._settings.http.allow_networks)
         )
@@ -620,56 +612,12 @@ class Daemon:
                 health.since.isoformat(timespec="minutes") if health.since else "-",
                 health.reason,
             )
-            if "admin" in self._channels:
-                self._unannounced.setdefault(health.key, _Announcement(health, now))
+            if ADMIN in self._channels:
+                self._announcer.note(health, now)
         self._health = {h.feed: h for h in report}
-        await self._announce({h.key for h in report if h.unwell}, now)
+        admin = self._notifier if ADMIN in self._channels else None
+        await self._announcer.send_due(admin, {h.key for h in report if h.unwell}, now)
         return report
-
-    async def _announce(self, current: set[str], now: datetime) -> None:
-        """Send the admin announcements that are due, for episodes still going on.
-
-        The store hands an episode's key to one replica, once, across restarts; a send that
-        fails gives the key back, so this process retries (with the outbox's backoff) and a
-        restart or another replica may too. A crash between the claim and the send still
-        loses that one announcement.
-        """
-        for key, pending in list(self._unannounced.items()):
-            if key not in current or "admin" not in self._channels:
-                del self._unannounced[key]  # recovered, or no admin channel since a reload
-                continue
-            if pending.due > now:
-                continue
-            if not await self.store.claim_announcement(key, now):
-                del self._unannounced[key]  # announced already, by us or by another replica
-                continue
-            health = pending.health
-            try:
-                outcome = await self._notifier.send_text(
-                    "admin",
-                    f"newsmon: feed {health.feed} is {health.state}",
-                    f"Feed {health.feed} is {health.state}: {health.reason}.",
-                )
-            except BaseException:
-                await asyncio.shield(self.store.release_announcement(key))
-                raise
-            if outcome.ok:
-                del self._unannounced[key]
-                log.info("admin announcement sent feed=%s state=%s", health.feed, health.state)
-                continue
-            await self.store.release_announcement(key)
-            pending.attempts += 1
-            pending.due = next_attempt(
-                pending.attempts, now, rng=self._rng, retry_after=outcome.retry_after
-            )
-            log.warning(
-                "admin announcement failed feed=%s state=%s attempt=%d retry_at=%s error=%s",
-                health.feed,
-                health.state,
-                pending.attempts,
-                pending.due.isoformat(timespec="seconds"),
-                outcome.error,
-            )
 
     def _tracked(self, job: Callable[..., Awaitable[object]]) -> Callable[..., Awaitable[None]]:
         """`job` as a scheduler job whose runs a graceful stop waits for."""
