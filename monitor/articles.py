@@ -47,11 +47,15 @@ async def with_article_text(
         problem = article.problem or "no main text found"
         log.warning("article text missing feed=%s url=%s problem=%s", item.feed, item.url, problem)
         return replace(item, text_problem=problem)
-    # The feed's own title, author and date stand; the page's fill what the feed left empty.
+    # The feed's own title, author and date stand; the page's fill what the feed left empty,
+    # and are kept as they are in `page_*`.
     return replace(
         item,
         text=article.text,
         text_problem=article.problem,
+        page_title=article.title or "",
+        page_author=article.author or "",
+        page_published=article.published,
         title=item.title or article.title or "",
         author=item.author or article.author or "",
         published=item.published or article.published,

@@ -104,6 +104,9 @@ async def _article_item(feed: str, body: bytes, url: str, headers: dict[str, str
         published=article.published,
         text=article.text,
         text_problem=article.problem,
+        page_title=article.title or "",
+        page_author=article.author or "",
+        page_published=article.published,
     )
 
 

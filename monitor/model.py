@@ -108,6 +108,11 @@ class Item:
     updated: datetime | None = None  # UTC
     text: str = ""  # main text of the article page, when the feed asks for full text
     text_problem: str | None = None  # why that text is missing or partial ("HTTP 404", ...)
+    # The article page's own metadata, as extracted with `text` (kept apart from the feed's
+    # title, author and date, which stand): "" / None when the page gave none or was not fetched.
+    page_title: str = ""  # the page's headline
+    page_author: str = ""  # the page's byline; several authors joined by "; "
+    page_published: datetime | None = None  # UTC; the page's publication date
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +241,9 @@ class ArticleText:
 
     text: str  # the page's main text; "" when never fetched or when the fetch failed
     problem: str | None  # why the text is missing or partial (Item.text_problem)
+    title: str = ""  # the page's own title, author and date (Item.page_*)
+    author: str = ""
+    published: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,8 @@ FILLER = (
 def page(title: str, news: str) -> bytes:
     paragraphs = [f"<p>{FILLER} ({n})</p>" for n in range(8)] + [f"<p>{news}</p>"]
     return f"""<!doctype html><html><head><title>{title}</title>
-<meta name="author" content="Sara Example"></head><body>
+<meta name="author" content="Sara Example">
+<meta property="article:published_time" content="2024-03-01T08:30:00+00:00"></head><body>
 <nav><a href="/">Home</a> <a href="/world">World</a> <a href="/asia">Asia</a></nav>
 <article><h1>{title}</h1>{"".join(paragraphs)}</article>
 <aside><h2>Most read</h2><ul>
@@ -131,6 +132,11 @@ rules:
     assert one.summary == "Parliament met on Sunday."  # the feed's own text stays as summary
     assert one.title == "Budget session in parliament"  # the feed's title stands
     assert one.author == "Sara Example"  # the page filled what the feed left empty
+    # The page's own metadata is stored beside the feed's, and a re-poll keeps it.
+    meta = (one.page_title, one.page_author, one.page_published)
+    assert meta == ("Budget session", "Sara Example", datetime(2024, 3, 1, 8, 30, tzinfo=UTC))
+    assert (after["one"].page_title, after["one"].page_author, after["one"].page_published) == meta
+    assert (two.page_title, two.page_author, two.page_published) == ("", "", None)
     assert two.text == "" and two.text_problem == "HTTP 404 Not Found"
     alerts = out.getvalue()
     assert "Budget session in parliament" in alerts  # matched in its article text

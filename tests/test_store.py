@@ -4,6 +4,7 @@ PostgreSQL (see conftest.py)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -374,6 +375,49 @@ async def test_find_items_by_guid_url_or_canonical_url(store: Store) -> None:
     wanted = "https://x.example/s?utm_source=rss"
     assert await store.find_items(wanted) == []
     assert [i.guid for i in await store.find_items(wanted, "https://x.example/s")] == ["g1", "g2"]
+
+
+async def test_article_page_metadata_round_trips_and_an_update_without_it_keeps_it(
+    store: Store,
+) -> None:
+    await store.sync_feeds([feed("a")], T0)
+    rec = record("a", "1")
+    page = {
+        "text": "The article's main text.",
+        "page_title": "The page's headline",
+        "page_author": "Sara Example; Ali Example",
+        "page_published": datetime(2024, 4, 30, 9, 15, tzinfo=timezone(timedelta(hours=2))),
+    }
+    rec = replace(rec, item=replace(rec.item, **page))
+    bare = record("a", "2")
+    await store.apply(decision("a", rec, bare), ok("a"))
+
+    stored = {i.guid: i for i in await store.items_since(T0)}
+    assert stored["1"] == rec.item and stored["2"] == bare.item
+    published = stored["1"].page_published
+    assert published == datetime(2024, 4, 30, 7, 15, tzinfo=UTC)
+    assert published is not None and published.tzinfo is UTC
+    two = stored["2"]
+    assert (two.page_title, two.page_author, two.page_published) == ("", "", None)
+    headline, byline = "The page's headline", "Sara Example; Ali Example"
+    kept = (await store.articles("a", ["1"], ["https://a.example/1"])).by_guid["1"]
+    assert (kept.title, kept.author, kept.published) == (headline, byline, published)
+
+    # A material update from the feed reuses the stored text without the page's metadata:
+    # the metadata stays; an update that carries the page's metadata rewrites it.
+    changed = replace(
+        rec.item, title="A new feed title", page_title="", page_author="", page_published=None
+    )
+    upd = model.ItemUpdate(changed, "hash-2", None, ())
+    await store.apply(model.Decision("a", updates=(upd,)), ok("a", T0 + MIN))
+    (item,) = await store.find_items("1")
+    assert item.title == "A new feed title"
+    assert (item.page_title, item.page_author, item.page_published) == (headline, byline, published)
+    upd = model.ItemUpdate(replace(changed, page_title="Another headline"), "hash-3", None, ())
+    await store.apply(model.Decision("a", updates=(upd,)), ok("a", T0 + 2 * MIN))
+    (item,) = await store.find_items("1")
+    page = (item.page_title, item.page_author, item.page_published)
+    assert page == ("Another headline", "", None)
 
 
 # --- the outbox ----------------------------------------------------------------------------------

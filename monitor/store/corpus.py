@@ -70,24 +70,38 @@ async def articles(
     by_guid: dict[str, model.ArticleText] = {}
     for batch in dialect.chunks(set(guids)):
         rows = await conn.execute(
-            select(items.c.guid, items.c.text, items.c.text_problem).where(
-                items.c.feed == feed, items.c.guid.in_(batch)
-            )
+            select(items.c.guid, *_ARTICLE).where(items.c.feed == feed, items.c.guid.in_(batch))
         )
         for row in rows:
-            by_guid[row.guid] = model.ArticleText(row.text, row.text_problem)
+            by_guid[row.guid] = _article(row)
     by_url: dict[str, model.ArticleText] = {}
     for batch in dialect.chunks(set(urls)):
         rows = await conn.execute(
-            select(items.c.canonical_url, items.c.text, items.c.text_problem)
+            select(items.c.canonical_url, *_ARTICLE)
             .where(items.c.canonical_url.in_(batch), items.c.text != "")
             .order_by(
                 sa.func.coalesce(items.c.updated_at, items.c.fetched_at).desc(), items.c.id.desc()
             )
         )
         for row in rows:
-            by_url.setdefault(row.canonical_url, model.ArticleText(row.text, row.text_problem))
+            by_url.setdefault(row.canonical_url, _article(row))
     return model.StoredArticles(by_guid, by_url)
+
+
+# The columns of what an article page gave its item (model.ArticleText).
+_ARTICLE = (
+    items.c.text,
+    items.c.text_problem,
+    items.c.page_title,
+    items.c.page_author,
+    items.c.page_published,
+)
+
+
+def _article(row: Row[*tuple[Any, ...]]) -> model.ArticleText:
+    return model.ArticleText(
+        row.text, row.text_problem, row.page_title, row.page_author, row.page_published
+    )
 
 
 async def _near(
@@ -237,6 +251,9 @@ def to_item(row: Row[*tuple[Any, ...]]) -> model.Item:
         updated=row.updated,
         text=row.text,
         text_problem=row.text_problem,
+        page_title=row.page_title,
+        page_author=row.page_author,
+        page_published=row.page_published,
     )
 
 
@@ -259,6 +276,9 @@ async def _insert_items(
             "updated": r.item.updated,
             "text": r.item.text,
             "text_problem": r.item.text_problem,
+            "page_title": r.item.page_title,
+            "page_author": r.item.page_author,
+            "page_published": r.item.page_published,
             "signature": r.signature,
             "content_hash": r.content_hash,
             "story": r.story,
@@ -276,12 +296,22 @@ async def _update_items(
     conn: AsyncConnection, updates: Sequence[model.ItemUpdate], now: datetime
 ) -> int:
     """Rewrite items whose text changed materially; they keep their story, their id and their
-    first fetch time, and record `now` as their last update."""
+    first fetch time, and record `now` as their last update. The page's metadata is rewritten
+    only when the update carries some: it comes from the one page fetch, and an update that
+    reuses the stored text without it must not erase it."""
     for u in updates:
+        page = {}
+        if u.item.page_title or u.item.page_author or u.item.page_published is not None:
+            page = {
+                "page_title": u.item.page_title,
+                "page_author": u.item.page_author,
+                "page_published": u.item.page_published,
+            }
         await conn.execute(
             sa.update(items)
             .where(items.c.feed == u.item.feed, items.c.guid == u.item.guid)
             .values(
+                **page,
                 url=u.item.url,
                 title=u.item.title,
                 summary=u.item.summary,

@@ -318,9 +318,10 @@ class Store:
     ) -> model.StoredArticles:
         """Article texts already stored, before the pages of a `full_text` feed are fetched.
 
-        ``by_guid``: for each of `guids` that `feed` stored, its text and text problem (an
-        empty text too: the item was stored without a page). ``by_url``: for each of `urls`
-        (canonical URLs), the newest non-empty text any feed stored with that URL.
+        ``by_guid``: for each of `guids` that `feed` stored, its text, text problem and the
+        page's title, author and date (an empty text too: the item was stored without a page).
+        ``by_url``: for each of `urls` (canonical URLs), the newest non-empty text any feed
+        stored with that URL, with its page's metadata.
         """
         async with self._read() as conn:
             return await corpus.articles(conn, feed, guids, urls)

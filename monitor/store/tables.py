@@ -112,6 +112,11 @@ items = Table(
     Column("updated", UTCDateTime),
     Column("text", Text, nullable=False),
     Column("text_problem", Text),  # why the article text is missing or partial (0002)
+    # The article page's own title, author and date (0009), beside the feed's; "" / NULL when
+    # the page gave none or was never fetched.
+    Column("page_title", Text, nullable=False, server_default=""),
+    Column("page_author", Text, nullable=False, server_default=""),
+    Column("page_published", UTCDateTime),
     Column("signature", LargeBinary),  # MinHash signature; NULL below the near-dup minimum (0003)
     Column("content_hash", String(128), nullable=False),
     Column("story", String(200), nullable=False),
