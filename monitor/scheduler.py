@@ -2,8 +2,11 @@
 
 One poll of one feed is the pipeline of DESIGN.md:
 
-    claim (store) | fetch | parse (worker process) | known (store)
-                  | decide + plan_update | apply (store)
+    claim (store, here) | fetch | parse (worker process) | known (store)
+                        | decide + plan_update | apply (store)
+
+The daemon claims due feeds and schedules their polls; everything after the claim is
+`poller.Poller`, which the daemon builds with the parts it owns and updates on reload.
 
 `Daemon` owns the long-lived parts (store, fetcher, parse workers, rules, notifier) on an
 `AsyncExitStack`, so shutdown closes them in reverse order without hand-written sequencing.
@@ -12,7 +15,8 @@ the configuration, and so does a change to the config file or to any rule file (
 looks every second); a broken file is reported and the running configuration stays.
 `poll_once()` is `newsmon poll --once`.
 
-This is the only module below the CLI that reads the clock: every other stage is handed `now`.
+This is the only module below the CLI that reads the clock: every other stage is handed `now`
+(the poller, this module's clock).
 """
 
 from __future__ import annotations
@@ -25,39 +29,29 @@ import os
 import random
 import signal
 import socket
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.announce import ADMIN, Announcer
-from monitor.articles import with_article_text
 from monitor.config import ConfigError, Settings, load_config
-from monitor.dedupe import canonical_url
 from monitor.fetch import Fetcher
 from monitor.health import FeedHealth, assess_all, counts, newly_unwell
-from monitor.metrics import AlertState, DedupeKind, Metrics, poll_outcome
-from monitor.model import Decision, Feed, FeedState, FeedUpdate, FetchResult, Item
+from monitor.metrics import AlertState, Metrics
+from monitor.model import Feed, FeedState
 from monitor.notify import DrainReport, Notifier, OutboxWorker
 from monitor.notify.digest import digest_trigger
-from monitor.parse import ParsedFeed, parse_feed
-from monitor.pipeline import (
-    decide,
-    fingerprints,
-    is_baseline,
-    lookup_keys,
-    plan_update,
-    spread_start,
-)
+from monitor.pipeline import spread_start
+from monitor.poller import PollConfig, Poller
+from monitor.poller import PollOutcome as PollOutcome  # re-exported: `poll_once()` returns it
 from monitor.rules import RuleSet, compile_rules
 from monitor.store import Store
 from monitor.systemd import SystemdNotify, Watchdog, watchdog_interval
 from monitor.watch import Snapshot, snapshot_files, watch_files
 from monitor.web import WebServer, start_web
-from monitor.workers import WorkerError, WorkerPool
+from monitor.workers import WorkerPool
 
 log = logging.getLogger("newsmon")
 
@@ -81,30 +75,12 @@ RETENTION_EVERY = timedelta(days=1)
 STOP_GRACE = timedelta(seconds=45)
 
 
-# Metric labels for the outbox's settled states and for how a copy joined its story.
+# Metric labels for the outbox's settled states.
 _SETTLED: dict[str, AlertState] = {"sent": "sent", "retried": "retried", "dead": "dead"}
-_JOINED: dict[str | None, DedupeKind] = {
-    "url": "joined_url",
-    "hash": "joined_hash",
-    "near": "joined_near",
-}
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class PollOutcome:
-    """What one poll of one feed did, for the log and `poll --once`."""
-
-    feed: str
-    status: int | None
-    new_items: int = 0
-    alerts: int = 0
-    not_modified: bool = False
-    error: str | None = None
-    elapsed: float = 0.0
 
 
 class Daemon:
@@ -154,19 +130,28 @@ class Daemon:
         # storing, with margin. A replica that dies mid-poll frees the feed when it expires.
         self._lease = timedelta(seconds=self._policy.timeout * 2) + timedelta(minutes=1)
 
+    def _poll_config(self) -> PollConfig:
+        return PollConfig(
+            feeds=self._feeds,
+            rules=self._rules,
+            channels=tuple(self._channels),
+            dedupe=self._dedupe,
+            backlog_window=self._settings.polling.backlog_window,
+        )
+
     async def __aenter__(self) -> Daemon:
         stack = self._stack
         self.store = self._opened or await Store.open(self._settings.database)
         stack.push_async_callback(self.store.close)
         self._announcer = Announcer(self.store, rng=self._rng)
-        self._fetcher = await stack.enter_async_context(
+        fetcher = await stack.enter_async_context(
             Fetcher(self._policy, allow_networks=self._settings.http.allow_networks)
         )
         # feedparser takes tens of milliseconds per feed and holds the GIL: parsing, article
         # extraction and signatures run in worker processes so the loop keeps fetching, each
         # task bounded in time and memory so a hostile document cannot hang or exhaust us.
         limits = self._settings.workers
-        self._workers = await stack.enter_async_context(
+        workers = await stack.enter_async_context(
             WorkerPool(
                 workers=max(1, min(4, os.cpu_count() or 2)),
                 timeout=limits.timeout.total_seconds(),
@@ -175,7 +160,16 @@ class Daemon:
         )
         # Started now, beside the first (cheap, 304) polls: the first changed feed then finds
         # a worker ready instead of waiting ~2 s for the forkserver and the imports.
-        self._workers.warm()
+        workers.warm()
+        self._poller = Poller(
+            self.store,
+            fetcher,
+            workers,
+            self._poll_config(),
+            metrics=self.metrics,
+            clock=self._clock,
+            on_alerts=self._kick_outbox,
+        )
         self._start_delivery()
         await self.store.sync_feeds(list(self._feeds.values()), self._clock())
         log.info(
@@ -226,6 +220,7 @@ class Daemon:
                     log.warning("reload: new workers: limits take a restart; keeping the old ones")
                 http_before = (self._policy, tuple(self._settings.http.allow_networks))
                 self._configure(settings)
+                self._poller.config = self._poll_config()
             except ConfigError as error:
                 for problem in error.problems:
                     log.error("reload refused: %s", problem)
@@ -243,8 +238,8 @@ class Daemon:
 
     async def _replace_fetcher(self) -> None:
         """New `http:` settings: new polls use a new fetcher; polls in flight finish on the old."""
-        old = self._fetcher
-        self._fetcher = await self._stack.enter_async_context(
+        old = self._poller.fetcher
+        self._poller.fetcher = await self._stack.enter_async_context(
             Fetcher(self._policy, allow_networks=self._settings.http.allow_networks)
         )
         pending = list(self._in_flight.values())
@@ -320,194 +315,8 @@ class Daemon:
         self._in_flight.pop(name, None)
 
     async def poll_feed(self, state: FeedState) -> PollOutcome:
-        """Fetch, parse, decide and store one feed. Never raises: a failure is logged and stored."""
-        feed = self._feeds.get(state.name)
-        if feed is None:  # removed from the config since it was claimed
-            return PollOutcome(state.name, None, error="no longer configured")
-        started = self._clock()
-        try:
-            outcome = await self._poll(feed, state, started)
-        except Exception as exc:  # a bug, not a feed problem: keep the daemon and the feed going
-            log.exception("poll failed feed=%s", feed.name)
-            self.metrics.poll("error", None, 0.0)
-            failed = FetchResult(state.url, state.url, None, None, error=f"internal error: {exc!r}")
-            update = plan_update(feed, state, failed, now=started)
-            with contextlib.suppress(Exception):
-                await self.store.apply(Decision(feed.name), update)
-            outcome = PollOutcome(feed.name, None, error=update.error)
-        return outcome
-
-    async def _poll(self, feed: Feed, state: FeedState, now: datetime) -> PollOutcome:
-        result = await self._fetcher.fetch(
-            state.url, etag=state.etag, last_modified=state.last_modified
-        )
-        if result.not_modified or not result.ok or result.body is None:
-            update = plan_update(feed, state, result, now=now)
-            await self.store.record_poll(update)  # committed with the polls finishing beside it
-            self.metrics.poll(poll_outcome(result, update), result.status, result.elapsed)
-            self._log_poll(feed, result, update, new=0, alerts=0)
-            return PollOutcome(
-                feed.name,
-                result.status,
-                not_modified=result.not_modified,
-                error=update.error,
-                elapsed=result.elapsed,
-            )
-
-        parsed = await self._parse(feed, result)
-        items = parsed.items
-        if feed.full_text and items:
-            items = await self._add_article_text(feed, state, items, now)
-        # A 200 whose body holds no feed (an HTML challenge page, an empty document) is a failure;
-        # a malformed feed that still yields items is used, and its problem logged.
-        problem = parsed.problem if not parsed.items else None
-        if parsed.problem and parsed.items:
-            log.warning("feed malformed but usable feed=%s problem=%s", feed.name, parsed.problem)
-        if parsed.truncated:
-            log.warning("feed truncated feed=%s dropped=%d", feed.name, parsed.truncated)
-        policy = self._dedupe
-        # MinHash signatures cost ~0.5 ms an item: computed in the workers, like parsing.
-        prints = await self._workers.run(fingerprints, items, policy)
-        guids = lookup_keys(items, prints).guids
-        # known -> decide -> apply as one exclusive ingest: a copy of this story polled at the
-        # same moment from another feed (or by another replica) waits, then joins our story.
-        async with self.store.ingest() as tx:
-            # What this feed stored already, first: only its new items are looked up by URL,
-            # hash and band. A feed that changed lists mostly known items, and the band lookup
-            # (~1,000 candidates for 50 items in bench/speed.py) is most of an ingest's cost.
-            seen = (await tx.known(feed.name, guids, (), ())).seen
-            keys = lookup_keys(items, prints, stored=seen.keys())
-            known = await tx.known(
-                feed.name, (), keys.urls, keys.hashes, bands=keys.bands, since=now - policy.window
-            )
-            known = replace(known, seen=seen)
-            deciding = time.perf_counter()
-            decision = decide(
-                feed,
-                state,
-                items,
-                known,
-                self._rules,
-                tuple(self._channels),
-                now=now,
-                backlog_window=self._settings.polling.backlog_window,
-                dedupe_policy=policy,
-                prints=prints,
-            )
-            decided = time.perf_counter() - deciding
-            update = plan_update(feed, state, result, now=now, problem=problem)
-            applied = await tx.apply(decision, update)
-        self._count(result, update, decision, applied.items, applied.channels, decided)
-        self._log_poll(feed, result, update, new=applied.items, alerts=applied.alerts)
-        for found in decision.matches:
-            log.info(
-                "rule matched feed=%s item=%s rule=%s", found.feed, found.guid, found.match.rule
-            )
-        if applied.alerts:
-            self._kick_outbox()
-        return PollOutcome(
-            feed.name,
-            result.status,
-            new_items=applied.items,
-            alerts=applied.alerts,
-            error=update.error,
-            elapsed=result.elapsed,
-        )
-
-    def _count(
-        self,
-        result: FetchResult,
-        update: FeedUpdate,
-        decision: Decision,
-        stored: int,
-        channels: Sequence[str],
-        decided: float,
-    ) -> None:
-        """One parsed poll in the metrics."""
-        m = self.metrics
-        m.poll(poll_outcome(result, update), result.status, result.elapsed)
-        m.items_stored(stored)
-        m.rule_time(decided)  # decide(): rule evaluation dominates it (dedupe is lookups)
-        for match in decision.matches:
-            m.match(match.match.rule)
-        for record in decision.items:
-            m.decision(_JOINED.get(record.joined_by, "new_story"))
-        if decision.updates:
-            m.decision("update", len(decision.updates))
-        for channel in channels:
-            m.alert(channel, "queued")
-
-    async def _add_article_text(
-        self, feed: Feed, state: FeedState, items: tuple[Item, ...], now: datetime
-    ) -> tuple[Item, ...]:
-        """Each new, alertable item with the main text of its article page (`full_text` feeds).
-
-        Items already stored come back with the text stored with them (extracted when they
-        were new: a re-poll never fetches a page again, and the item's fingerprint stays
-        that of its article, not of the feed's summary); a new GUID whose page another item
-        already brought reuses that text; baseline items are not worth a request. Pages are
-        fetched concurrently through the same fetcher, so the per-host limit is the only
-        wait, and a page that fails leaves its item with the feed's text, marked.
-        """
-        urls = {i.guid: canonical_url(i.url) for i in items}
-        stored = await self.store.articles(
-            feed.name, urls.keys(), {u for u in urls.values() if u is not None}
-        )
-        window = self._settings.polling.backlog_window
-        first = state.polls == 0
-        done: dict[str, Item] = {}
-        wanted = []
-        for item in items:
-            url = urls[item.guid]
-            kept = stored.by_guid.get(item.guid) or (stored.by_url.get(url) if url else None)
-            if kept is not None:
-                done[item.guid] = replace(item, text=kept.text, text_problem=kept.problem)
-            elif not is_baseline(item, first, now, window):
-                wanted.append(item)
-        fetched = await asyncio.gather(
-            *(with_article_text(self._fetcher, i, self._workers) for i in wanted)
-        )
-        done.update((i.guid, i) for i in fetched)
-        return tuple(done.get(i.guid, i) for i in items)
-
-    async def _parse(self, feed: Feed, result: FetchResult) -> ParsedFeed:
-        """The feed's items; a parse stopped by its limits is the feed's problem, not ours."""
-        assert result.body is not None
-        try:
-            return await self._workers.run(
-                parse_feed,
-                result.body,
-                feed=feed.name,
-                url=result.final_url,
-                headers=dict(result.headers),
-            )
-        except WorkerError as exc:
-            return ParsedFeed(title="", link=None, items=(), version="", problem=str(exc))
-
-    def _log_poll(
-        self, feed: Feed, result: FetchResult, update: FeedUpdate, *, new: int, alerts: int
-    ) -> None:
-        if update.disabled_reason:
-            log.error("feed disabled feed=%s reason=%s", feed.name, update.disabled_reason)
-        elif update.error:
-            log.warning(
-                "poll failed feed=%s status=%s error=%s next=%s",
-                feed.name,
-                result.status,
-                update.error,
-                update.next_poll.isoformat(timespec="seconds"),
-            )
-        else:
-            log.info(
-                "polled feed=%s status=%s new=%d alerts=%d elapsed=%.2fs",
-                feed.name,
-                "304" if result.not_modified else result.status,
-                new,
-                alerts,
-                result.elapsed,
-            )
-        if update.url:
-            log.warning("feed moved permanently feed=%s url=%s", feed.name, update.url)
+        """Fetch, parse, decide and store one feed (`poller.Poller.poll`). Never raises."""
+        return await self._poller.poll(state)
 
     # --- delivery ---------------------------------------------------------------------------
 

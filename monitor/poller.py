@@ -1,0 +1,292 @@
+"""The poll of one feed: the pipeline of DESIGN.md after the daemon has claimed the feed.
+
+    fetch | parse (worker process) | article text (`full_text` feeds) | fingerprints (workers)
+          | known (store) | decide + plan_update | apply (store) | metrics, log
+
+`Poller.poll()` never raises: a feed's failure (a fetch error, a document that is no feed, a
+parse stopped by the workers' limits) is stored as the feed's next state, and a bug is logged
+and stored as an internal error, so one feed cannot stop the daemon or its other feeds. It
+reads the daemon's injected clock once, when the poll starts, and hands that `now` on.
+
+The daemon owns the long-lived parts and hands them in; on reload it swaps in a new
+`PollConfig` and, when the `http:` settings changed, a new fetcher. A poll reads both where it
+uses them, so a poll in flight during a reload goes on with what is current at each step.
+Safe to run concurrently for different feeds: the ingest is exclusive in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from monitor.articles import with_article_text
+from monitor.dedupe import canonical_url
+from monitor.fetch import Fetcher
+from monitor.metrics import DedupeKind, Metrics, poll_outcome
+from monitor.model import (
+    Decision,
+    DedupePolicy,
+    Feed,
+    FeedState,
+    FeedUpdate,
+    FetchResult,
+    Item,
+)
+from monitor.parse import ParsedFeed, parse_feed
+from monitor.pipeline import decide, fingerprints, is_baseline, lookup_keys, plan_update
+from monitor.rules import RuleSet
+from monitor.store import Store
+from monitor.workers import WorkerError, WorkerPool
+
+log = logging.getLogger("newsmon")
+
+# Metric labels for how a copy joined its story.
+_JOINED: dict[str | None, DedupeKind] = {
+    "url": "joined_url",
+    "hash": "joined_hash",
+    "near": "joined_near",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """What one poll of one feed did, for the log and `poll --once`."""
+
+    feed: str
+    status: int | None
+    new_items: int = 0
+    alerts: int = 0
+    not_modified: bool = False
+    error: str | None = None
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PollConfig:
+    """What a poll reads from the configuration; replaced whole on reload."""
+
+    feeds: Mapping[str, Feed]  # by name; a claimed feed missing here was removed meanwhile
+    rules: RuleSet
+    channels: tuple[str, ...]  # the names of the channels alerts are queued for
+    dedupe: DedupePolicy
+    backlog_window: timedelta  # `polling.backlog_window`: what a first poll may alert
+
+
+class Poller:
+    """Polls one feed at a time, as many at once as the daemon starts."""
+
+    def __init__(
+        self,
+        store: Store,
+        fetcher: Fetcher,
+        workers: WorkerPool,
+        config: PollConfig,
+        *,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        on_alerts: Callable[[], None],
+    ) -> None:
+        """`on_alerts`: called after a poll queued alerts (the daemon drains the outbox)."""
+        self.store = store
+        self.fetcher = fetcher  # replaced by the daemon when the `http:` settings change
+        self.config = config  # replaced by the daemon on reload
+        self._workers = workers
+        self._metrics = metrics
+        self._clock = clock
+        self._on_alerts = on_alerts
+
+    async def poll(self, state: FeedState) -> PollOutcome:
+        """Fetch, parse, decide and store one feed. Never raises: a failure is logged and stored."""
+        feed = self.config.feeds.get(state.name)
+        if feed is None:  # removed from the config since it was claimed
+            return PollOutcome(state.name, None, error="no longer configured")
+        started = self._clock()
+        try:
+            outcome = await self._poll(feed, state, started)
+        except Exception as exc:  # a bug, not a feed problem: keep the daemon and the feed going
+            log.exception("poll failed feed=%s", feed.name)
+            self._metrics.poll("error", None, 0.0)
+            failed = FetchResult(state.url, state.url, None, None, error=f"internal error: {exc!r}")
+            update = plan_update(feed, state, failed, now=started)
+            with contextlib.suppress(Exception):
+                await self.store.apply(Decision(feed.name), update)
+            outcome = PollOutcome(feed.name, None, error=update.error)
+        return outcome
+
+    async def _poll(self, feed: Feed, state: FeedState, now: datetime) -> PollOutcome:
+        result = await self.fetcher.fetch(
+            state.url, etag=state.etag, last_modified=state.last_modified
+        )
+        if result.not_modified or not result.ok or result.body is None:
+            update = plan_update(feed, state, result, now=now)
+            await self.store.record_poll(update)  # committed with the polls finishing beside it
+            self._metrics.poll(poll_outcome(result, update), result.status, result.elapsed)
+            self._log_poll(feed, result, update, new=0, alerts=0)
+            return PollOutcome(
+                feed.name,
+                result.status,
+                not_modified=result.not_modified,
+                error=update.error,
+                elapsed=result.elapsed,
+            )
+
+        parsed = await self._parse(feed, result)
+        items = parsed.items
+        if feed.full_text and items:
+            items = await self._add_article_text(feed, state, items, now)
+        # A 200 whose body holds no feed (an HTML challenge page, an empty document) is a failure;
+        # a malformed feed that still yields items is used, and its problem logged.
+        problem = parsed.problem if not parsed.items else None
+        if parsed.problem and parsed.items:
+            log.warning("feed malformed but usable feed=%s problem=%s", feed.name, parsed.problem)
+        if parsed.truncated:
+            log.warning("feed truncated feed=%s dropped=%d", feed.name, parsed.truncated)
+        policy = self.config.dedupe
+        # MinHash signatures cost ~0.5 ms an item: computed in the workers, like parsing.
+        prints = await self._workers.run(fingerprints, items, policy)
+        guids = lookup_keys(items, prints).guids
+        # known -> decide -> apply as one exclusive ingest: a copy of this story polled at the
+        # same moment from another feed (or by another replica) waits, then joins our story.
+        async with self.store.ingest() as tx:
+            # What this feed stored already, first: only its new items are looked up by URL,
+            # hash and band. A feed that changed lists mostly known items, and the band lookup
+            # (~1,000 candidates for 50 items in bench/speed.py) is most of an ingest's cost.
+            seen = (await tx.known(feed.name, guids, (), ())).seen
+            keys = lookup_keys(items, prints, stored=seen.keys())
+            known = await tx.known(
+                feed.name, (), keys.urls, keys.hashes, bands=keys.bands, since=now - policy.window
+            )
+            known = replace(known, seen=seen)
+            deciding = time.perf_counter()
+            config = self.config
+            decision = decide(
+                feed,
+                state,
+                items,
+                known,
+                config.rules,
+                config.channels,
+                now=now,
+                backlog_window=config.backlog_window,
+                dedupe_policy=policy,
+                prints=prints,
+            )
+            decided = time.perf_counter() - deciding
+            update = plan_update(feed, state, result, now=now, problem=problem)
+            applied = await tx.apply(decision, update)
+        self._count(result, update, decision, applied.items, applied.channels, decided)
+        self._log_poll(feed, result, update, new=applied.items, alerts=applied.alerts)
+        for found in decision.matches:
+            log.info(
+                "rule matched feed=%s item=%s rule=%s", found.feed, found.guid, found.match.rule
+            )
+        if applied.alerts:
+            self._on_alerts()
+        return PollOutcome(
+            feed.name,
+            result.status,
+            new_items=applied.items,
+            alerts=applied.alerts,
+            error=update.error,
+            elapsed=result.elapsed,
+        )
+
+    def _count(
+        self,
+        result: FetchResult,
+        update: FeedUpdate,
+        decision: Decision,
+        stored: int,
+        channels: Sequence[str],
+        decided: float,
+    ) -> None:
+        """One parsed poll in the metrics."""
+        m = self._metrics
+        m.poll(poll_outcome(result, update), result.status, result.elapsed)
+        m.items_stored(stored)
+        m.rule_time(decided)  # decide(): rule evaluation dominates it (dedupe is lookups)
+        for match in decision.matches:
+            m.match(match.match.rule)
+        for record in decision.items:
+            m.decision(_JOINED.get(record.joined_by, "new_story"))
+        if decision.updates:
+            m.decision("update", len(decision.updates))
+        for channel in channels:
+            m.alert(channel, "queued")
+
+    async def _add_article_text(
+        self, feed: Feed, state: FeedState, items: tuple[Item, ...], now: datetime
+    ) -> tuple[Item, ...]:
+        """Each new, alertable item with the main text of its article page (`full_text` feeds).
+
+        Items already stored come back with the text stored with them (extracted when they
+        were new: a re-poll never fetches a page again, and the item's fingerprint stays
+        that of its article, not of the feed's summary); a new GUID whose page another item
+        already brought reuses that text; baseline items are not worth a request. Pages are
+        fetched concurrently through the same fetcher, so the per-host limit is the only
+        wait, and a page that fails leaves its item with the feed's text, marked.
+        """
+        urls = {i.guid: canonical_url(i.url) for i in items}
+        stored = await self.store.articles(
+            feed.name, urls.keys(), {u for u in urls.values() if u is not None}
+        )
+        window = self.config.backlog_window
+        first = state.polls == 0
+        done: dict[str, Item] = {}
+        wanted = []
+        for item in items:
+            url = urls[item.guid]
+            kept = stored.by_guid.get(item.guid) or (stored.by_url.get(url) if url else None)
+            if kept is not None:
+                done[item.guid] = replace(item, text=kept.text, text_problem=kept.problem)
+            elif not is_baseline(item, first, now, window):
+                wanted.append(item)
+        fetched = await asyncio.gather(
+            *(with_article_text(self.fetcher, i, self._workers) for i in wanted)
+        )
+        done.update((i.guid, i) for i in fetched)
+        return tuple(done.get(i.guid, i) for i in items)
+
+    async def _parse(self, feed: Feed, result: FetchResult) -> ParsedFeed:
+        """The feed's items; a parse stopped by its limits is the feed's problem, not ours."""
+        assert result.body is not None
+        try:
+            return await self._workers.run(
+                parse_feed,
+                result.body,
+                feed=feed.name,
+                url=result.final_url,
+                headers=dict(result.headers),
+            )
+        except WorkerError as exc:
+            return ParsedFeed(title="", link=None, items=(), version="", problem=str(exc))
+
+    def _log_poll(
+        self, feed: Feed, result: FetchResult, update: FeedUpdate, *, new: int, alerts: int
+    ) -> None:
+        if update.disabled_reason:
+            log.error("feed disabled feed=%s reason=%s", feed.name, update.disabled_reason)
+        elif update.error:
+            log.warning(
+                "poll failed feed=%s status=%s error=%s next=%s",
+                feed.name,
+                result.status,
+                update.error,
+                update.next_poll.isoformat(timespec="seconds"),
+            )
+        else:
+            log.info(
+                "polled feed=%s status=%s new=%d alerts=%d elapsed=%.2fs",
+                feed.name,
+                "304" if result.not_modified else result.status,
+                new,
+                alerts,
+                result.elapsed,
+            )
+        if update.url:
+            log.warning("feed moved permanently feed=%s url=%s", feed.name, update.url)
