@@ -243,7 +243,14 @@ class Poller:
             url = urls[item.guid]
             kept = stored.by_guid.get(item.guid) or (stored.by_url.get(url) if url else None)
             if kept is not None:
-                done[item.guid] = replace(item, text=kept.text, text_problem=kept.problem)
+                done[item.guid] = replace(
+                    item,
+                    text=kept.text,
+                    text_problem=kept.problem,
+                    page_title=kept.title,
+                    page_author=kept.author,
+                    page_published=kept.published,
+                )
             elif not is_baseline(item, first, now, window):
                 wanted.append(item)
         fetched = await asyncio.gather(

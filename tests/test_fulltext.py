@@ -124,6 +124,7 @@ rules:
     # the rotated copy of "one" links to one.html: its stored text came with it, and its
     # story is that of "one" (the same canonical URL)
     assert after["one-b"].text == stored["one"].text
+    assert after["one-b"].page_title == stored["one"].page_title == "Budget session"
 
     # The article's ninth paragraph reached the rules; the sidebar, related posts and
     # comments did not, although every one of them says "Taiwan".
