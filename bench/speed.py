@@ -381,17 +381,16 @@ class FeedServer:
         self.feeds = feeds
         self.log = ServerLog()
         self.sink: list[float] = []
+        self.max_age: int | None = 300  # Cache-Control max-age; None: no Cache-Control
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         log = self.log
         if log.first_request is None:
             log.first_request = time.time()
         feed = self.feeds.feeds[int(request.match_info["n"])]
-        headers = {
-            "ETag": feed.etag,
-            "Last-Modified": feed.modified,
-            "Cache-Control": "max-age=300",
-        }
+        headers = {"ETag": feed.etag, "Last-Modified": feed.modified}
+        if self.max_age is not None:  # newsmon stretches a feed's interval up to max-age
+            headers["Cache-Control"] = f"max-age={self.max_age}"
         tag = request.headers.get("If-None-Match")
         since = request.headers.get("If-Modified-Since")
         fresh = tag == feed.etag if tag is not None else since == feed.modified
