@@ -219,3 +219,34 @@ async def test_a_start_spreads_due_feeds_and_poll_once_still_polls_every_feed(
             outcomes = await daemon.poll_once()
             assert {o.feed for o in outcomes} == set(names) - {busy.name}
             assert all(o.status == 404 for o in outcomes)
+
+
+async def test_a_running_daemon_claims_again_as_polls_finish_not_only_at_its_tick(
+    tmp_path: Path,
+) -> None:
+    # 16 due feeds, 2 polls at a time: waiting for the 2 s tick to claim the next two would
+    # take about 16 s; claiming as the slots free up takes about as long as the polls.
+    now = datetime.now(UTC)
+    names = [f"f{n}" for n in range(16)]
+    async with FeedServer() as server:
+        for name in names:
+            server.add(f"/{name}.xml", rss([Entry(name, f"Weather report {name}")], now))
+        feeds = "".join(f"  - {{name: {n}, url: '{server.url(f'/{n}.xml')}'}}\n" for n in names)
+        settings = load_config_text(
+            f"database: sqlite:///{tmp_path / 'db.sqlite'}\n"
+            "http: {allow_private_networks: true, concurrency: 2}\n"
+            f"feeds:\n{feeds}"
+            "channels:\n  console: {url: 'console://'}\n"
+        )
+        async with Daemon(settings) as daemon:
+            stop = asyncio.Event()
+            started = time.monotonic()
+            running = asyncio.create_task(daemon.run(stop))
+            try:
+                while any(server.hits(f"/{n}.xml") == 0 for n in names):
+                    assert time.monotonic() - started < 9, "polls wait for the tick"
+                    await asyncio.sleep(0.05)
+            finally:
+                stop.set()
+                await running
+    assert all(server.hits(f"/{n}.xml") == 1 for n in names)
