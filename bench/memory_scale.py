@@ -44,7 +44,16 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from speed import REPO, Corpus, _memory, _tree, newsmon_argv, run_process, write_config
+from speed import (
+    REPO,
+    Corpus,
+    _memory,
+    _tree,
+    newsmon_argv,
+    run_process,
+    serve,
+    write_config,
+)
 
 
 def stamp(moment: datetime) -> str:
@@ -169,22 +178,6 @@ class NotModified:
         return web.json_response({})
 
 
-async def serve(handler: NotModified, hosts: int) -> tuple[web.AppRunner, list[str], str]:
-    app = web.Application()
-    app.router.add_get("/feed/{n}.xml", handler.handle)
-    app.router.add_post("/sink", handler.sink)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    bases = []
-    for h in range(hosts):
-        site = web.TCPSite(runner, f"127.0.0.{2 + h}", 0, backlog=1024)
-        await site.start()
-        bases.append(f"http://127.0.0.{2 + h}:{runner.addresses[-1][1]}")
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, bases, f"127.0.0.1:{runner.addresses[-1][1]}"
-
-
 async def run_daemon(config: Path, seconds: float) -> tuple[float, float, int | None]:
     argv = [*newsmon_argv(config, "WARNING")[:-2], "run"]
     log = config.parent / "newsmon-run.log"
@@ -208,7 +201,7 @@ async def run_daemon(config: Path, seconds: float) -> tuple[float, float, int | 
 
 async def bench(args: argparse.Namespace, work: Path) -> None:
     handler = NotModified()
-    runner, bases, sink = await serve(handler, 8)
+    runner, bases, sink = await serve(handler.handle, handler.sink, 8)
     try:
         db = work / "newsmon.db"
         urls = [f"{bases[n % len(bases)]}/feed/{n}.xml" for n in range(args.feeds)]

@@ -162,7 +162,7 @@ async def bench(args: argparse.Namespace, work: Path) -> None:
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
 
     server = LiveServer(feeds)
-    runner, bases, sink = await serve(server, args.hosts)
+    runner, bases, sink = await serve(server.handle, server.receive, args.hosts)
     try:
         await _run(args, work, server, feeds, corpus, rules, stories, bases, sink)
     finally:

@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -418,11 +419,15 @@ class FeedServer:
         return web.json_response({})
 
 
-async def serve(server: FeedServer, hosts: int) -> tuple[web.AppRunner, list[str], str]:
-    """Start the feed server on `hosts` loopback addresses and the sink on 127.0.0.1."""
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def serve(feeds: Handler, sink: Handler, hosts: int) -> tuple[web.AppRunner, list[str], str]:
+    """Serve `feeds` (GET /feed/N.xml) on `hosts` loopback addresses and `sink` (POST /sink)
+    on 127.0.0.1 too; returns the runner, the feed base URLs and the sink's host:port."""
     app = web.Application()
-    app.router.add_get("/feed/{n}.xml", server.handle)
-    app.router.add_post("/sink", server.receive)
+    app.router.add_get("/feed/{n}.xml", feeds)
+    app.router.add_post("/sink", sink)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     bases = []
@@ -772,7 +777,7 @@ async def bench(args: argparse.Namespace, work: Path) -> None:
     )
 
     server = FeedServer(feeds)
-    runner, bases, sink = await serve(server, args.hosts)
+    runner, bases, sink = await serve(server.handle, server.receive, args.hosts)
     urls = [feed_url(bases, n) for n in range(args.feeds)]
     try:
         await _runs(args, work, server, feeds, corpus, rules, urls, sink, per_host, tags, peer)
