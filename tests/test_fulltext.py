@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
-from monitor.config import load_config_text
+from monitor.config import Settings, load_config_text
 from monitor.scheduler import Daemon
 from tests.support.feedserver import FeedServer
 
@@ -60,6 +60,21 @@ def feed(
     ).encode()
 
 
+def daily_settings(
+    tmp_path: Path, server: FeedServer, *, rules: dict[str, str], http: str = ""
+) -> Settings:
+    """The `daily` feed with `full_text: true`, a console channel and `rules` (name: query);
+    `http` adds settings to the `http:` section."""
+    queries = "".join(f"  - name: {name}\n    query: '{q}'\n" for name, q in rules.items())
+    return load_config_text(
+        f"database: sqlite:///{tmp_path / 'db.sqlite'}\n"
+        f"http: {{allow_private_networks: true, {http}}}\n"
+        f"feeds:\n  - name: daily\n    url: {server.url('/daily.xml')}\n    full_text: true\n"
+        "channels:\n  console: {url: 'console://'}\n"
+        f"rules:\n{queries}"
+    )
+
+
 async def test_rules_match_the_article_text_not_its_sidebar(tmp_path: Path) -> None:
     now = datetime.now(UTC)
     async with FeedServer() as server:
@@ -75,22 +90,10 @@ async def test_rules_match_the_article_text_not_its_sidebar(tmp_path: Path) -> N
         server.add("/a/two.html", b"not here", status=404, content_type="text/html")
         items = [("one", "Budget session in parliament"), ("two", "Evin prison visits halted")]
         server.add("/daily.xml", feed(now, base, items))
-        settings = load_config_text(
-            f"""
-database: sqlite:///{tmp_path / "db.sqlite"}
-http: {{allow_private_networks: true}}
-feeds:
-  - name: daily
-    url: {server.url("/daily.xml")}
-    full_text: true
-channels:
-  console: {{url: "console://"}}
-rules:
-  - name: evin-in-text
-    query: 'text:"evin prison"'
-  - name: taiwan
-    query: taiwan
-"""
+        settings = daily_settings(
+            tmp_path,
+            server,
+            rules={"evin-in-text": 'text:"evin prison"', "taiwan": "taiwan"},
         )
         out = io.StringIO()
         async with Daemon(settings, stdout=out) as daemon:
@@ -192,20 +195,8 @@ async def test_a_page_that_never_answers_leaves_its_item_marked_and_the_rest_goe
         server.hang("/a/two.html")
         items = [("one", "Budget session"), ("two", "Evin prison visits halted")]
         server.add("/daily.xml", feed(now, base, items))
-        settings = load_config_text(
-            f"""
-database: sqlite:///{tmp_path / "db.sqlite"}
-http: {{allow_private_networks: true, timeout: 2s}}
-feeds:
-  - name: daily
-    url: {server.url("/daily.xml")}
-    full_text: true
-channels:
-  console: {{url: "console://"}}
-rules:
-  - name: evin
-    query: '"evin prison"'
-"""
+        settings = daily_settings(
+            tmp_path, server, rules={"evin": '"evin prison"'}, http="timeout: 2s"
         )
         out = io.StringIO()
         async with Daemon(settings, stdout=out) as daemon:

@@ -117,6 +117,19 @@ ARTICLE = (
 TREATY = compile_rules([Rule("treaty", "treaty AND ratif*", realert_on_update=True)], {})
 
 
+def rewrite_of_w1() -> Item:
+    """The wire's item "w1" (ARTICLE) rewritten: same GUID, a new headline, most text new."""
+    return Item(
+        "wire",
+        "w1",
+        "https://wire.example/w1",
+        "Parliament ratifies treaty after all-night session",
+        "The vote came at dawn. "
+        + ARTICLE.replace("twenty-year", "20-year")[:200]
+        + " Deputies ratified it 190 to 30 and the speaker signed it at once.",
+    )
+
+
 async def poll(store: Store, feed: Feed, items: list[Item], now: datetime) -> Decision:
     state = FeedState(feed.name, feed.url, None, None, None, None, None, 0, None, polls=1)
     policy = DedupePolicy()
@@ -181,15 +194,7 @@ async def test_a_material_update_is_stored_and_alerts_once_per_version(store: St
     wire = FEEDS[0]
     first = Item("wire", "w1", "https://wire.example/w1", "Parliament debates treaty", ARTICLE)
     await poll(store, wire, [first], NOW)
-    rewritten = Item(
-        "wire",
-        "w1",
-        "https://wire.example/w1",
-        "Parliament ratifies treaty after all-night session",
-        "The vote came at dawn. "
-        + ARTICLE.replace("twenty-year", "20-year")[:200]
-        + " Deputies ratified it 190 to 30 and the speaker signed it at once.",
-    )
+    rewritten = rewrite_of_w1()
     decision = await poll(store, wire, [rewritten], NOW + timedelta(hours=1))
     assert len(decision.updates) == 1
     again = await poll(store, wire, [rewritten], NOW + timedelta(hours=2))
@@ -209,15 +214,7 @@ async def test_an_update_keeps_first_seen_and_its_follow_up_says_updated(
     await poll(store, wire, [first], NOW)
     copy = Item("paper", "p1", "https://paper.example/p1", "Deputies back the pact", ARTICLE)
     await poll(store, paper, [copy], NOW + timedelta(minutes=10))
-    rewritten = Item(
-        "wire",
-        "w1",
-        "https://wire.example/w1",
-        "Parliament ratifies treaty after all-night session",
-        "The vote came at dawn. "
-        + ARTICLE.replace("twenty-year", "20-year")[:200]
-        + " Deputies ratified it 190 to 30 and the speaker signed it at once.",
-    )
+    rewritten = rewrite_of_w1()
     assert len((await poll(store, wire, [rewritten], NOW + timedelta(hours=1))).updates) == 1
 
     # The story still started when the wire's item first came, and the paper came 10 min later.

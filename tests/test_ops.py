@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.config import load_config_text
+from monitor.config import Settings, load_config_text
 from monitor.scheduler import Daemon
 from tests.support.daemon import start_newsmon
 from tests.support.feedserver import FeedServer
@@ -84,16 +84,21 @@ async def test_a_running_daemon_serves_metrics_and_readiness(tmp_path: Path) -> 
     assert metrics[("newsmon_alerts_total", (("channel", "hook"), ("state", "queued")))] == 1
 
 
+def broken_feed_with_admin(tmp_path: Path, server: FeedServer, admin: HookReceiver) -> Settings:
+    """One feed that always fails (404), expected to update hourly, and an `admin` channel."""
+    return load_config_text(
+        f"database: sqlite:///{tmp_path / 'db.sqlite'}\n"
+        "http: {allow_private_networks: true}\nweb: {enabled: false}\n"
+        f"feeds:\n  - name: broken\n    url: {server.url('/missing.xml')}\n"
+        "    expect_update: 1h\n"
+        f"channels:\n  admin:\n    url: {admin.url()}\n"
+    )
+
+
 async def test_an_unwell_feed_is_announced_once_on_admin(tmp_path: Path) -> None:
     clock = [datetime(2026, 11, 23, 12, 0, tzinfo=UTC)]
     async with FeedServer() as server, HookReceiver() as admin:
-        settings = load_config_text(
-            f"database: sqlite:///{tmp_path / 'db.sqlite'}\n"
-            "http: {allow_private_networks: true}\nweb: {enabled: false}\n"
-            f"feeds:\n  - name: broken\n    url: {server.url('/missing.xml')}\n"
-            "    expect_update: 1h\n"
-            f"channels:\n  admin:\n    url: {admin.url()}\n"
-        )
+        settings = broken_feed_with_admin(tmp_path, server, admin)
 
         async def look() -> list[str]:
             async with Daemon(settings, clock=lambda: clock[0]) as daemon:
@@ -112,13 +117,7 @@ async def test_an_unwell_feed_is_announced_once_on_admin(tmp_path: Path) -> None
 async def test_an_admin_announcement_that_failed_is_sent_later_once(tmp_path: Path) -> None:
     clock = [datetime(2026, 11, 23, 12, 0, tzinfo=UTC)]
     async with FeedServer() as server, HookReceiver(answers=[500, 500]) as admin:
-        settings = load_config_text(
-            f"database: sqlite:///{tmp_path / 'db.sqlite'}\n"
-            "http: {allow_private_networks: true}\nweb: {enabled: false}\n"
-            f"feeds:\n  - name: broken\n    url: {server.url('/missing.xml')}\n"
-            "    expect_update: 1h\n"
-            f"channels:\n  admin:\n    url: {admin.url()}\n"
-        )
+        settings = broken_feed_with_admin(tmp_path, server, admin)
 
         def daemon() -> Daemon:
             return Daemon(settings, clock=lambda: clock[0])
