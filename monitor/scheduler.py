@@ -170,7 +170,7 @@ class Daemon:
             self._poll_config(),
             metrics=self.metrics,
             clock=self._clock,
-            on_alerts=self._kick_outbox,
+            on_alerts=functools.partial(self._kick, "outbox"),
         )
         self._start_delivery()
         await self.store.sync_feeds(list(self._feeds.values()), self._clock())
@@ -463,9 +463,6 @@ class Daemon:
                     self._jobs.discard(task)
 
         return tracked
-
-    def _kick_outbox(self) -> None:
-        self._kick("outbox")
 
     def _kick(self, job_id: str) -> None:
         """Run the scheduler's job `job_id` now (a no-op before `run` and once it stopped)."""
