@@ -279,6 +279,22 @@ class KnownState:
 
 
 @dataclass(frozen=True, slots=True)
+class KnownStories:
+    """The stories stored items offer the new items of several feeds, read once for a batch
+    of polls ingested together (`KnownState` answers for one feed)."""
+
+    # canonical URL -> story of the earliest item with it, any feed
+    story_by_url: Mapping[str, str] = field(default_factory=lambda: _NO_STORIES)
+    # content hash -> story of the earliest item with it, any feed
+    story_by_hash: Mapping[str, str] = field(default_factory=lambda: _NO_STORIES)
+    # (feed, content hash) -> story of that feed's earliest item with it
+    own_story_by_hash: Mapping[tuple[str, str], str] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    near: tuple[NearCandidate, ...] = ()  # items in the dedupe window sharing a band
+
+
+@dataclass(frozen=True, slots=True)
 class ItemRecord:
     """A new item as it will be stored."""
 

@@ -39,6 +39,7 @@ from monitor.model import (
     ItemRecord,
     ItemUpdate,
     KnownState,
+    KnownStories,
     Match,
     NearCandidate,
     Rule,
@@ -148,7 +149,7 @@ def lookup_keys(
 
 
 class _NearIndex:
-    """Candidate stories by band key: the stored window's candidates, then this batch's items."""
+    """Candidate stories by band key: the stored window's candidates, then the batch's items."""
 
     def __init__(self, candidates: Sequence[NearCandidate]) -> None:
         self._by_band: dict[int, list[NearCandidate]] = {}
@@ -167,6 +168,8 @@ class _NearIndex:
         for band in bands:
             for candidate in self._by_band.get(band, ()):
                 found.setdefault(id(candidate), candidate)
+        if not found:
+            return None
         candidates = list(found.values())
         scores = dedupe.similarities(signature, [c.signature for c in candidates])
         best, best_score = None, threshold
@@ -174,6 +177,54 @@ class _NearIndex:
             if score >= best_score:  # ties: the last one, as candidates come
                 best, best_score = candidate.story, score
         return best
+
+
+class StoryIndex:
+    """The stories a new item may join: what the store knew, then what the batch added.
+
+    Built from the store's answer for one poll (`KnownState`: its feed's own hashes) or for a
+    batch of polls of several feeds (`KnownStories`: own hashes by (feed, hash)). `decide`
+    adds every new item it keeps, so a copy later in the batch, in the same document or in a
+    feed decided after it, joins the first one's story exactly as if that one were stored.
+    """
+
+    def __init__(self, known: KnownState | KnownStories, feed: str | None = None) -> None:
+        """`feed`: the feed whose own hashes `known` holds, when it is a `KnownState`."""
+        self._by_url: dict[str, str] = dict(known.story_by_url)
+        self._by_hash: dict[str, str] = dict(known.story_by_hash)
+        self._own: dict[tuple[str, str], str]
+        if isinstance(known, KnownStories):
+            self._own = dict(known.own_story_by_hash)
+        else:
+            self._own = {(feed or "", h): s for h, s in known.own_story_by_hash.items()}
+        self._near = _NearIndex(known.near)
+
+    def earlier(
+        self, feed: str, fp: Fingerprint, threshold: float
+    ) -> tuple[str | None, str | None]:
+        """The story an item of `feed` is a copy of, and by which key: "url", "hash", "near"."""
+        if fp.url and fp.url in self._by_url:
+            return self._by_url[fp.url], "url"
+        own = self._own.get((feed, fp.content_hash))
+        if own is not None:
+            return own, "hash"
+        if fp.substantial and fp.content_hash in self._by_hash:
+            return self._by_hash[fp.content_hash], "hash"
+        if fp.signature:
+            story = self._near.story(fp.signature, fp.bands, threshold)
+            if story:
+                return story, "near"
+        return None, None
+
+    def add(self, feed: str, fp: Fingerprint, story: str) -> None:
+        """A new item of `feed` kept with `story`: later copies find it by each of its keys."""
+        if fp.url:
+            self._by_url.setdefault(fp.url, story)
+        self._own.setdefault((feed, fp.content_hash), story)
+        if fp.substantial:
+            self._by_hash.setdefault(fp.content_hash, story)
+        if fp.signature:
+            self._near.add(NearCandidate(story, fp.signature), fp.bands)
 
 
 # A stored item whose GUID comes again with a text this different (estimated Jaccard of the
@@ -212,11 +263,15 @@ def decide(
     backlog_window: timedelta,
     dedupe_policy: DedupePolicy | None = None,
     prints: Sequence[Fingerprint] | None = None,
+    stories: StoryIndex | None = None,
 ) -> Decision:
     """The items to store, their stories, the rules they match and the alerts to queue.
 
     `channels` are the configured channel names; a rule without `channels:` alerts on all.
     `prints` are `fingerprints(items, dedupe_policy)`, computed here when not given.
+    `stories`: the index of a batch of polls decided one after the other (`decide_batch`),
+    updated in place; without it the stories come from `known` alone, and `known.seen` is
+    read either way.
 
     A new item joins the story of: an item with its canonical URL (any feed); else one with
     its exact text in this feed (a re-post under a new GUID, however short) or, for texts of
@@ -231,10 +286,7 @@ def decide(
     policy = dedupe_policy or DedupePolicy()
     prints = prints if prints is not None else fingerprints(items, policy)
     first_poll = state.polls == 0
-    story_by_url: dict[str, str] = dict(known.story_by_url)
-    story_by_hash: dict[str, str] = dict(known.story_by_hash)
-    own_by_hash: dict[str, str] = dict(known.own_story_by_hash)
-    near = _NearIndex(known.near)
+    index = stories if stories is not None else StoryIndex(known, feed.name)
     done: set[str] = set()
     records: list[ItemRecord] = []
     updates: list[ItemUpdate] = []
@@ -257,18 +309,9 @@ def decide(
             matching.run(item, stored.story, revision=fp.content_hash[-12:])
             continue
 
-        story, joined_by = _earlier_story(
-            fp, story_by_url, own_by_hash, story_by_hash, near, policy.threshold
-        )
+        story, joined_by = index.earlier(feed.name, fp, policy.threshold)
         story = story or dedupe.story_key(feed.name, item.guid)
-        # Later copies in this same batch join this item's story.
-        if fp.url:
-            story_by_url.setdefault(fp.url, story)
-        own_by_hash.setdefault(fp.content_hash, story)
-        if fp.substantial:
-            story_by_hash.setdefault(fp.content_hash, story)
-        if fp.signature:
-            near.add(NearCandidate(story, fp.signature), fp.bands)
+        index.add(feed.name, fp, story)  # later copies in this batch join this item's story
 
         baseline = is_baseline(item, first_poll, now, backlog_window)
         records.append(
@@ -288,28 +331,6 @@ def decide(
         tuple(updates),
         tuple(still_listed),
     )
-
-
-def _earlier_story(
-    fp: Fingerprint,
-    by_url: Mapping[str, str],
-    own_by_hash: Mapping[str, str],
-    by_hash: Mapping[str, str],
-    near: _NearIndex,
-    threshold: float,
-) -> tuple[str | None, str | None]:
-    """The story an item is a copy of, and by which key: "url", "hash" or "near"."""
-    if fp.url and fp.url in by_url:
-        return by_url[fp.url], "url"
-    if fp.content_hash in own_by_hash:
-        return own_by_hash[fp.content_hash], "hash"
-    if fp.substantial and fp.content_hash in by_hash:
-        return by_hash[fp.content_hash], "hash"
-    if fp.signature:
-        story = near.story(fp.signature, fp.bands, threshold)
-        if story:
-            return story, "near"
-    return None, None
 
 
 class _Matching:

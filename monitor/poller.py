@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from datetime import datetime, timedelta
 from monitor.articles import with_article_text
 from monitor.dedupe import canonical_url
 from monitor.fetch import Fetcher
+from monitor.ingest import Ingests, ParsedPoll
 from monitor.metrics import DedupeKind, Metrics, poll_outcome
 from monitor.model import (
     Decision,
@@ -38,7 +38,7 @@ from monitor.model import (
     Item,
 )
 from monitor.parse import ParsedFeed, parse_feed
-from monitor.pipeline import decide, fingerprints, is_baseline, lookup_keys, plan_update
+from monitor.pipeline import fingerprints, is_baseline, plan_update
 from monitor.rules import RuleSet
 from monitor.store import Store
 from monitor.workers import WorkerError, WorkerPool
@@ -99,6 +99,7 @@ class Poller:
         self._metrics = metrics
         self._clock = clock
         self._on_alerts = on_alerts
+        self._ingests = Ingests(store)
 
     async def poll(self, state: FeedState) -> PollOutcome:
         """Fetch, parse, decide and store one feed. Never raises: a failure is logged and stored."""
@@ -146,40 +147,25 @@ class Poller:
             log.warning("feed malformed but usable feed=%s problem=%s", feed.name, parsed.problem)
         if parsed.truncated:
             log.warning("feed truncated feed=%s dropped=%d", feed.name, parsed.truncated)
-        policy = self.config.dedupe
+        config = self.config
         # MinHash signatures cost ~0.5 ms an item: computed in the workers, like parsing.
-        prints = await self._workers.run(fingerprints, items, policy)
-        guids = lookup_keys(items, prints).guids
-        # known -> decide -> apply as one exclusive ingest: a copy of this story polled at the
-        # same moment from another feed (or by another replica) waits, then joins our story.
-        async with self.store.ingest() as tx:
-            # What this feed stored already, first: only its new items are looked up by URL,
-            # hash and band. A feed that changed lists mostly known items, and the band lookup
-            # (~1,000 candidates for 50 items in bench/speed.py) is most of an ingest's cost.
-            seen = (await tx.known(feed.name, guids, (), ())).seen
-            keys = lookup_keys(items, prints, stored=seen.keys())
-            known = await tx.known(
-                feed.name, (), keys.urls, keys.hashes, bands=keys.bands, since=now - policy.window
-            )
-            known = replace(known, seen=seen)
-            deciding = time.perf_counter()
-            config = self.config
-            decision = decide(
-                feed,
-                state,
-                items,
-                known,
-                config.rules,
-                config.channels,
-                now=now,
-                backlog_window=config.backlog_window,
-                dedupe_policy=policy,
-                prints=prints,
-            )
-            decided = time.perf_counter() - deciding
-            update = plan_update(feed, state, result, now=now, problem=problem)
-            applied = await tx.apply(decision, update)
-        self._count(result, update, decision, applied.items, applied.channels, decided)
+        prints = await self._workers.run(fingerprints, items, config.dedupe)
+        ready = ParsedPoll(
+            feed,
+            state,
+            result,
+            items,
+            prints,
+            now,
+            problem,
+            rules=config.rules,
+            channels=config.channels,
+            dedupe=config.dedupe,
+            backlog_window=config.backlog_window,
+        )
+        done = await self._ingests.submit(ready)
+        decision, update, applied = done.decision, done.update, done.applied
+        self._count(result, update, decision, applied.items, applied.channels, done.decided)
         self._log_poll(feed, result, update, new=applied.items, alerts=applied.alerts)
         for found in decision.matches:
             log.info(

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,6 +62,68 @@ async def known(
         near=await _near(conn, bands, since),
         seen=seen,
     )
+
+
+async def seen(
+    conn: AsyncConnection, guids: Mapping[str, Collection[str]]
+) -> dict[str, dict[str, model.Seen]]:
+    """What is stored of these GUIDs, by feed then GUID, for several feeds at once."""
+    found: dict[str, dict[str, model.Seen]] = {feed: {} for feed in guids}
+    for where in _feed_guid_clauses(guids):
+        rows = await conn.execute(
+            select(
+                items.c.feed, items.c.guid, items.c.content_hash, items.c.signature, items.c.story
+            ).where(where)
+        )
+        for row in rows:
+            found[row.feed][row.guid] = model.Seen(row.content_hash, row.signature, row.story)
+    return found
+
+
+async def stories(
+    conn: AsyncConnection,
+    urls: Collection[str],
+    hashes: Collection[str],
+    bands: Collection[int],
+    since: datetime | None,
+) -> model.KnownStories:
+    """The stories stored items offer new items with these keys, whatever their feed."""
+    by_hash: dict[str, str] = {}
+    own: dict[tuple[str, str], str] = {}
+    for batch in dialect.chunks(set(hashes)):
+        rows = await conn.execute(
+            select(items.c.content_hash, items.c.feed, items.c.story)
+            .where(items.c.content_hash.in_(batch))
+            .order_by(items.c.fetched_at, items.c.id)
+        )
+        for row in rows:
+            by_hash.setdefault(row.content_hash, row.story)
+            own.setdefault((row.feed, row.content_hash), row.story)
+    return model.KnownStories(
+        story_by_url=await _earliest_story(conn, items.c.canonical_url, urls),
+        story_by_hash=by_hash,
+        own_story_by_hash=own,
+        near=await _near(conn, bands, since),
+    )
+
+
+def _feed_guid_clauses(guids: Mapping[str, Collection[str]]) -> Iterator[sa.ColumnElement[bool]]:
+    """WHERE clauses that together select these (feed, GUID) pairs, CHUNK GUIDs at most each.
+
+    ``feed = ? AND guid IN (…)`` joined by OR: SQLite answers it from the (feed, guid) index,
+    where a row-value ``(feed, guid) IN (…)`` scans the table.
+    """
+    clauses: list[sa.ColumnElement[bool]] = []
+    size = 0
+    for feed, wanted in guids.items():
+        for batch in dialect.chunks(set(wanted)):
+            if clauses and size + len(batch) > dialect.CHUNK:
+                yield sa.or_(*clauses)
+                clauses, size = [], 0
+            clauses.append(sa.and_(items.c.feed == feed, items.c.guid.in_(batch)))
+            size += len(batch)
+    if clauses:
+        yield sa.or_(*clauses)
 
 
 async def articles(
@@ -132,58 +194,84 @@ async def _near(
 
 
 async def store(
-    conn: AsyncConnection, backend: str, decision: model.Decision, now: datetime
-) -> Applied:
-    """Insert what `decision` holds that is not stored yet; count what was inserted."""
-    new_items = await _insert_items(conn, backend, decision.items, now)
-    updated = await _update_items(conn, decision.updates, now)
-    await _still_listed(conn, decision.feed, decision.still_listed, now)
-    refs = {(m.feed, m.guid) for m in decision.matches}
-    refs |= {(a.feed, a.guid) for a in decision.alerts}
-    banded = {(r.item.feed, r.item.guid): r.bands for r in decision.items if r.bands}
-    banded |= {(u.item.feed, u.item.guid): u.bands for u in decision.updates if u.bands}
-    ids = await _item_ids(conn, refs | banded.keys())
+    conn: AsyncConnection, backend: str, decisions: Sequence[tuple[model.Decision, datetime]]
+) -> list[Applied]:
+    """Insert what each decision holds that is not stored yet, with the moment of its poll;
+    count what was inserted, decision by decision.
+
+    One statement per kind of row for the whole batch (items, bands, matches, alerts,
+    deliveries): several feeds' polls are stored together when they are ready together.
+    """
+    feed_of = {decision.feed: i for i, (decision, _) in enumerate(decisions)}
+    if len(feed_of) != len(decisions):
+        raise ValueError("a batch holds one decision per feed")
+    inserted = await _insert_items(conn, backend, decisions)
+    new_items = Counter(feed for feed, _ in inserted)
+    for decision, now in decisions:
+        await _update_items(conn, decision.updates, now)
+        await _still_listed(conn, decision.feed, decision.still_listed, now)
+
+    refs = {(m.feed, m.guid) for d, _ in decisions for m in d.matches}
+    refs |= {(a.feed, a.guid) for d, _ in decisions for a in d.alerts}
+    banded: dict[tuple[str, str], tuple[tuple[int, ...], datetime]] = {}
+    for decision, now in decisions:
+        banded |= {(r.item.feed, r.item.guid): (r.bands, now) for r in decision.items if r.bands}
+        banded |= {(u.item.feed, u.item.guid): (u.bands, now) for u in decision.updates if u.bands}
+    ids = dict(inserted)
+    ids |= await _item_ids(conn, (refs | banded.keys()) - ids.keys())
     missing = refs - ids.keys()
     if missing:
         raise ValueError(f"matches or alerts refer to items not stored: {sorted(missing)}")
-    await _index_bands(conn, backend, {ids[ref]: keys for ref, keys in banded.items()}, now)
+    # An item inserted just now has no band rows to replace; one stored before (an update, or
+    # a replica's insert that won) has its band rows rewritten.
+    fresh = set(inserted.values())
+    await _index_bands(
+        conn,
+        backend,
+        {ids[ref]: keys for ref, keys in banded.items() if ref in ids},
+        replace={ids[ref] for ref in banded if ref in ids} - fresh,
+    )
+    feed_by_id = {item_id: feed for (feed, _), item_id in ids.items()}
 
-    new_matches = 0
-    if decision.matches:
-        rows = [
-            {
-                "item_id": ids[(m.feed, m.guid)],
-                "rule": m.match.rule,
-                "snippet": m.match.snippet,
-                "highlights": json.dumps([list(span) for span in m.match.highlights]),
-                "fields": json.dumps(list(m.match.fields)),
-                "created": now,
-            }
-            for m in decision.matches
-        ]
+    new_matches: Counter[str] = Counter()
+    rows = [
+        {
+            "item_id": ids[(m.feed, m.guid)],
+            "rule": m.match.rule,
+            "snippet": m.match.snippet,
+            "highlights": json.dumps([list(span) for span in m.match.highlights]),
+            "fields": json.dumps(list(m.match.fields)),
+            "created": now,
+        }
+        for d, now in decisions
+        for m in d.matches
+    ]
+    if rows:
         stmt = dialect.insert_ignore(matches, ["item_id", "rule"], backend)
-        new_matches = len((await conn.execute(stmt.returning(matches.c.id), rows)).all())
+        result = await conn.execute(stmt.returning(matches.c.item_id), rows)
+        new_matches.update(feed_by_id[item_id] for item_id in result.scalars())
 
     new_alerts: list[Row[*tuple[Any, ...]]] = []
-    if decision.alerts:
-        rows = [
-            {
-                "key": a.key,
-                "rule": a.rule,
-                "channel": a.channel,
-                "story": a.story,
-                "item_id": ids[(a.feed, a.guid)],
-                "priority": a.priority,
-                "revision": a.revision,
-                "created": now,
-            }
-            for a in decision.alerts
-        ]
+    rows = [
+        {
+            "key": a.key,
+            "rule": a.rule,
+            "channel": a.channel,
+            "story": a.story,
+            "item_id": ids[(a.feed, a.guid)],
+            "priority": a.priority,
+            "revision": a.revision,
+            "created": now,
+        }
+        for d, now in decisions
+        for a in d.alerts
+    ]
+    if rows:
         # The unique key is what keeps "one alert per (rule, story, channel)" across polls,
         # restarts and replicas: only the rows RETURNING gives back get a delivery.
         stmt = dialect.insert_ignore(alerts, ["key"], backend)
-        result = await conn.execute(stmt.returning(alerts.c.id, alerts.c.channel), rows)
-        new_alerts = list(result.all())
+        stmt = stmt.returning(alerts.c.id, alerts.c.channel, alerts.c.item_id, alerts.c.created)
+        new_alerts = list((await conn.execute(stmt, rows)).all())
     if new_alerts:
         await conn.execute(
             deliveries.insert(),
@@ -193,19 +281,25 @@ async def store(
                     "channel": row.channel,
                     "status": PENDING,
                     "attempts": 0,
-                    "next_attempt_at": now,
-                    "created": now,
+                    "next_attempt_at": row.created,
+                    "created": row.created,
                 }
                 for row in new_alerts
             ],
         )
-    return Applied(
-        items=new_items,
-        matches=new_matches,
-        alerts=len(new_alerts),
-        updated=updated,
-        channels=tuple(row.channel for row in new_alerts),
-    )
+    channels: dict[str, list[str]] = {}
+    for row in new_alerts:
+        channels.setdefault(feed_by_id[row.item_id], []).append(row.channel)
+    return [
+        Applied(
+            items=new_items[d.feed],
+            matches=new_matches[d.feed],
+            alerts=len(channels.get(d.feed, ())),
+            updated=len(d.updates),
+            channels=tuple(channels.get(d.feed, ())),
+        )
+        for d, _ in decisions
+    ]
 
 
 # Where a walk over the corpus stopped: the (fetched_at, id) of the last item it read.
@@ -258,10 +352,9 @@ def to_item(row: Row[*tuple[Any, ...]]) -> model.Item:
 
 
 async def _insert_items(
-    conn: AsyncConnection, backend: str, records: Sequence[model.ItemRecord], now: datetime
-) -> int:
-    if not records:
-        return 0
+    conn: AsyncConnection, backend: str, decisions: Sequence[tuple[model.Decision, datetime]]
+) -> dict[tuple[str, str], int]:
+    """Insert the decisions' new items; the id of each row inserted, by (feed, guid)."""
     rows = [
         {
             "feed": r.item.feed,
@@ -286,10 +379,14 @@ async def _insert_items(
             "fetched_at": now,
             "last_seen": now,
         }
-        for r in records
+        for decision, now in decisions
+        for r in decision.items
     ]
+    if not rows:
+        return {}
     stmt = dialect.insert_ignore(items, ["feed", "guid"], backend)
-    return len((await conn.execute(stmt.returning(items.c.id), rows)).all())
+    result = await conn.execute(stmt.returning(items.c.id, items.c.feed, items.c.guid), rows)
+    return {(row.feed, row.guid): row.id for row in result}
 
 
 async def _update_items(
@@ -347,16 +444,21 @@ async def _still_listed(
 
 
 async def _index_bands(
-    conn: AsyncConnection, backend: str, bands: dict[int, tuple[int, ...]], now: datetime
+    conn: AsyncConnection,
+    backend: str,
+    bands: Mapping[int, tuple[tuple[int, ...], datetime]],
+    *,
+    replace: Collection[int],
 ) -> None:
-    """(Re)index the band keys of these items: the near-duplicate index of the window."""
+    """Index the band keys of these items (by id: keys, fetch time), the near-duplicate index
+    of the window; the items in `replace` had rows already, which are dropped first."""
     if not bands:
         return
-    for batch in dialect.chunks(list(bands)):
+    for batch in dialect.chunks(list(replace)):
         await conn.execute(sa.delete(item_bands).where(item_bands.c.item_id.in_(batch)))
     rows = [
         {"item_id": item_id, "band": band, "fetched_at": now}
-        for item_id, keys in bands.items()
+        for item_id, (keys, now) in bands.items()
         for band in keys
     ]
     await conn.execute(dialect.insert_ignore(item_bands, ["item_id", "band"], backend), rows)

@@ -6,7 +6,7 @@ transactions and states the contracts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -141,9 +141,12 @@ async def record_poll(conn: AsyncConnection, u: model.FeedUpdate, *, new_items: 
 
 
 async def record_polls(
-    conn: AsyncConnection, updates: Sequence[model.FeedUpdate]
+    conn: AsyncConnection,
+    updates: Sequence[model.FeedUpdate],
+    new_items: Collection[str] = frozenset(),
 ) -> dict[int, LookupError]:
-    """`record_poll` (no new items) of each update, as few statements as their shapes allow.
+    """`record_poll` of each update, as few statements as their shapes allow; `new_items`:
+    the feeds whose poll stored new items.
 
     Returns the positions of the refused ones (a feed never synced); the rest are recorded.
     """
@@ -163,7 +166,7 @@ async def record_polls(
     for i, u in enumerate(updates):
         if i in refused:
             continue
-        values = _poll_values(u, new_items=False)
+        values = _poll_values(u, new_items=u.name in new_items)
         plain = {k: v for k, v in values.items() if not isinstance(v, sa.ColumnElement)}
         expressions |= {k: v for k, v in values.items() if k not in plain}
         shape = (tuple(sorted(plain)), tuple(sorted(values.keys() - plain.keys())))

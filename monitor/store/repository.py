@@ -35,12 +35,19 @@ from monitor.store.tables import DEAD, SENT, deliveries
 
 
 async def _apply(
-    conn: AsyncConnection, backend: str, decision: model.Decision, update: model.FeedUpdate
-) -> Applied:
-    if decision.feed != update.name:
-        raise ValueError(f"decision for {decision.feed!r}, update for {update.name!r}")
-    applied = await corpus.store(conn, backend, decision, update.polled_at)
-    await _feeds.record_poll(conn, update, new_items=applied.items > 0)
+    conn: AsyncConnection,
+    backend: str,
+    polls: Sequence[tuple[model.Decision, model.FeedUpdate]],
+) -> list[Applied]:
+    for decision, update in polls:
+        if decision.feed != update.name:
+            raise ValueError(f"decision for {decision.feed!r}, update for {update.name!r}")
+    applied = await corpus.store(conn, backend, [(d, u.polled_at) for d, u in polls])
+    updates = [u for _, u in polls]
+    fed = {u.name for u, a in zip(updates, applied, strict=True) if a.items}
+    refused = await _feeds.record_polls(conn, updates, fed)
+    if refused:
+        raise next(iter(refused.values()))
     return applied
 
 
@@ -66,7 +73,31 @@ class Ingest:
 
     async def apply(self, decision: model.Decision, update: model.FeedUpdate) -> Applied:
         """As :meth:`Store.apply`; committed when the ``ingest()`` block ends without error."""
-        return await _apply(self._conn, self._backend, decision, update)
+        return (await _apply(self._conn, self._backend, [(decision, update)]))[0]
+
+    async def seen(self, guids: Mapping[str, Collection[str]]) -> dict[str, dict[str, model.Seen]]:
+        """`KnownState.seen` of several feeds at once: by feed (every feed asked), then GUID."""
+        return await corpus.seen(self._conn, guids)
+
+    async def stories(
+        self,
+        urls: Collection[str],
+        hashes: Collection[str],
+        *,
+        bands: Collection[int] = (),
+        since: datetime | None = None,
+    ) -> model.KnownStories:
+        """The stories of :meth:`Store.known` for the new items of several feeds at once: own
+        hashes by (feed, hash) for every feed that stored one."""
+        return await corpus.stories(self._conn, urls, hashes, bands, since)
+
+    async def apply_many(
+        self, polls: Sequence[tuple[model.Decision, model.FeedUpdate]]
+    ) -> list[Applied]:
+        """:meth:`apply` for the polls of several feeds, one feed at most once, in one set of
+        statements; what each inserted, in order. One refused poll (a feed never synced, a
+        reference to no item) raises and fails the whole ingest."""
+        return await _apply(self._conn, self._backend, polls)
 
 
 @asynccontextmanager
@@ -376,7 +407,7 @@ class Store:
         update.name``, ``LookupError`` for a feed never synced; then nothing is stored.
         """
         async with self._write() as conn:
-            return await _apply(conn, self.dialect, decision, update)
+            return (await _apply(conn, self.dialect, [(decision, update)]))[0]
 
     async def record_poll(self, update: model.FeedUpdate) -> None:
         """As ``apply(Decision(update.name), update)``: a poll that stored no items (a 304, a
