@@ -1,34 +1,37 @@
-"""Match + dedupe on one core: `fingerprints` + `decide` with 1,000 rules, items/s (issue 9).
+"""Match + dedupe on one core: `prepare` + the batched ingest with 1,000 rules, items/s (issue 9).
 
-    .venv/bin/python bench/decide_bench.py --feeds 600 --items 50 --rules 1000
+    .venv/bin/python bench/decide_bench.py --feeds 600 --items 50 --rules 1000 [--batch 20]
 
 Uses bench/speed.py's generator (the same corpus, wire copies, feeds and 1,000 rules of ten
 shapes over 60 aliases) and the real store (SQLite in a temporary directory, migrated by
-`Store.open`). The first half of the feeds fills the store through the daemon's own path
-(`fingerprints`, `store.ingest()`: `known` -> `decide` -> `apply`), so the second half meets a
-realistic dedupe window: the stored URLs, hashes and near-duplicate band rows of ~15,000 items,
-a fifth of the new items copies of stories already stored. Each feed of the second half is
-then timed the way the daemon runs it (feeds parsed beforehand, untimed):
+`Store.open`). The first half of the feeds fills the store through the daemon's own path, so
+the second half meets a realistic dedupe window: the stored URLs, hashes and near-duplicate
+band rows of ~15,000 items, a fifth of the new items copies of stories already stored. Each
+feed of the second half is then timed the way the daemon runs it (feeds parsed beforehand,
+untimed):
 
-- `fingerprints(items, policy)` (the MinHash signatures; a parse worker runs it in the daemon);
-- `store.known(...)` for the feed's GUIDs, then for the new items' URLs, hashes and bands (the
-  two lookups of `scheduler._poll`), with the KnownState it returns;
-- `decide(...)` with that KnownState and the compiled 1,000 rules (matching and dedupe);
+- `prepare(items, ...)`: fingerprints (MinHash signatures) and the rule matches of the items
+  that may be new (a worker process runs it in the daemon);
+- the ingest (`monitor.ingest.Ingests`), `--batch` polls at a time, as polls parsed together
+  are: the store's lookups (GUIDs, then URLs, hashes and near-duplicate bands of the new
+  items), `decide` for each poll against one story index, and storing every decision (items,
+  bands, matches, alerts, deliveries, feed states) in one transaction.
 
-and its decision applied (untimed), so each feed sees the ones before it. CPU time of this
-process (`time.process_time`: one core, whatever else runs on the machine), printed per stage
-as items/s and µs/item, plus match + dedupe with and without the store lookups.
+CPU time of this process (`time.process_time`: all its threads, the database's included, on
+whatever core; other work on the machine does not count), printed per stage as items/s and
+µs/item, and both together. `--profile` prints a cProfile of the timed ingests.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import os
+import pstats
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,9 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import Corpus, FeedSet, write_config
 
 from monitor.config import load_config
+from monitor.ingest import Ingests, ParsedPoll
 from monitor.model import FetchResult, Item
 from monitor.parse import parse_feed
-from monitor.pipeline import decide, fingerprints, lookup_keys, plan_update
+from monitor.pipeline import Prematched
+from monitor.prepare import MatchJob, prepare, rules_blob
 from monitor.rules import compile_rules
 from monitor.store import Store
 
@@ -51,6 +56,8 @@ def main() -> None:
     parser.add_argument("--rules", type=int, default=1000)
     parser.add_argument("--syndicated", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=20, help="polls ingested together")
+    parser.add_argument("--profile", action="store_true", help="cProfile the timed ingests")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="newsmon-decide-", dir="/tmp") as work:
         asyncio.run(bench(args, Path(work)))
@@ -85,63 +92,64 @@ async def bench(args: argparse.Namespace, work: Path) -> None:
         states = {s.name: s for s in await store.feed_states()}
         half = args.feeds // 2
         names = [f"f{n}" for n in range(args.feeds)]
-        costs = {"fingerprints": 0.0, "known": 0.0, "decide": 0.0}
-        counted = stored = alerts = matched = candidates = 0
-        run = ruleset.match  # warm the rule engine's memo on a few items, as a daemon has it
-        for item in parsed[names[0]][:20]:
-            run(item)
-        filled = time.perf_counter()
-        for i, name in enumerate(names):
-            timed = i >= half
+        key_blob = (ruleset.key, rules_blob(ruleset))
+        ingests = Ingests(store)
+
+        def ready(i: int, name: str) -> tuple[ParsedPoll, float]:
             items = parsed[name]
+            job = MatchJob(*key_blob, (), states[name].polls == 0, now, backlog)
             c0 = time.process_time()
-            prints = fingerprints(items, policy)
-            c1 = time.process_time()
-            guids = lookup_keys(items, prints).guids
-            async with store.ingest() as tx:
-                c2 = time.process_time()
-                seen = (await tx.known(name, guids, (), ())).seen
-                keys = lookup_keys(items, prints, stored=seen.keys())
-                known = await tx.known(
-                    name, (), keys.urls, keys.hashes, bands=keys.bands, since=now - policy.window
-                )
-                known = replace(known, seen=seen)
-                c3 = time.process_time()
-                decision = decide(
-                    feeds[name], states[name], items, known, ruleset, channels,
-                    now=now, backlog_window=backlog, dedupe_policy=policy, prints=prints,
-                )  # fmt: skip
-                c4 = time.process_time()
-                result = FetchResult(urls[i], urls[i], 200, b"x", etag=f'"{i}"')
-                await tx.apply(decision, plan_update(feeds[name], states[name], result, now=now))
-            if i == half - 1:
-                print(f"store filled with {half} feeds ({half * args.items} items) in "
-                      f"{time.perf_counter() - filled:.1f} s")  # fmt: skip
-            if timed:
-                costs["fingerprints"] += c1 - c0
-                costs["known"] += c3 - c2
-                costs["decide"] += c4 - c3
-                counted += len(items)
-                stored += len(decision.items)
-                alerts += len(decision.alerts)
-                matched += len(decision.matches)
-                candidates += len(known.near)
-        joined = sum(1 for r in decision.items if r.joined_by)  # of the last feed, for a check
-        print(f"timed: {args.feeds - half} feeds, {counted} items ({stored} stored as new, "
-              f"{matched} rule matches, {alerts} alerts; "
-              f"{candidates / max(1, args.feeds - half):.0f} "
-              f"near-duplicate candidates a feed from the store; last feed: {joined} of "
-              f"{len(decision.items)} joined an earlier story)")  # fmt: skip
+            prepared = prepare(items, policy, {}, job)
+            spent = time.process_time() - c0
+            result = FetchResult(urls[i], urls[i], 200, b"x", etag=f'"{i}"')
+            poll = ParsedPoll(
+                feeds[name], states[name], result, tuple(items), prepared.prints, now, None,
+                rules=Prematched(ruleset, prepared.matches), channels=channels,
+                dedupe=policy, backlog_window=backlog,
+            )  # fmt: skip
+            return poll, spent
+
+        filled = time.perf_counter()
+        for start in range(0, half, args.batch):
+            polls = [ready(i, names[i])[0] for i in range(start, min(half, start + args.batch))]
+            await asyncio.gather(*(ingests.submit(p) for p in polls))
+        print(f"store filled with {half} feeds ({half * args.items} items) in "
+              f"{time.perf_counter() - filled:.1f} s")  # fmt: skip
+
+        costs = {"prepare": 0.0, "ingest": 0.0}
+        counted = stored = alerts = matched = joined = 0
+        profile = cProfile.Profile() if args.profile else None
+        for start in range(half, args.feeds, args.batch):
+            polls = []
+            for i in range(start, min(args.feeds, start + args.batch)):
+                poll, spent = ready(i, names[i])
+                polls.append(poll)
+                costs["prepare"] += spent
+            c0 = time.process_time()
+            if profile:
+                profile.enable()
+            done = await asyncio.gather(*(ingests.submit(p) for p in polls))
+            if profile:
+                profile.disable()
+            costs["ingest"] += time.process_time() - c0
+            for d in done:
+                counted += len(d.decision.items) + d.decision.seen
+                stored += d.applied.items
+                alerts += d.applied.alerts
+                matched += len(d.decision.matches)
+                joined += sum(1 for r in d.decision.items if r.joined_by)
+        print(f"timed: {args.feeds - half} feeds in batches of {args.batch}, {counted} items "
+              f"({stored} stored as new, {joined} joined an earlier story, {matched} rule "
+              f"matches, {alerts} alerts)")  # fmt: skip
         for stage, spent in costs.items():
-            print(f"  {stage:14} {counted / spent:8.0f} items/s  "
+            print(f"  {stage:8} {counted / spent:8.0f} items/s  "
                   f"{spent / counted * 1e6:6.0f} µs/item  ({spent:.2f} s CPU)")  # fmt: skip
-        both = costs["fingerprints"] + costs["decide"]
-        full = both + costs["known"]
-        print(f"  match + dedupe (fingerprints + decide): {counted / both:.0f} items/s "
+        both = sum(costs.values())
+        print(f"  match + dedupe (prepare + ingest): {counted / both:.0f} items/s "
               f"({both / counted * 1e6:.0f} µs/item)")  # fmt: skip
-        print(f"  with the store lookups (fingerprints + known + decide): {counted / full:.0f} "
-              f"items/s ({full / counted * 1e6:.0f} µs/item)")  # fmt: skip
         print(f"load average at the end {os.getloadavg()[0]:.2f}")
+        if profile:
+            pstats.Stats(profile).sort_stats("tottime").print_stats(30)
     finally:
         await store.close()
 

@@ -103,24 +103,33 @@ def _body(item: Item) -> str:
     return item.text or item.content or item.summary
 
 
-def fingerprints(items: Sequence[Item], policy: DedupePolicy) -> tuple[Fingerprint, ...]:
+def fingerprints(
+    items: Sequence[Item], policy: DedupePolicy, *, stored: Mapping[str, str] | None = None
+) -> tuple[Fingerprint, ...]:
     """The story keys of each of `items`, parsed from one feed document.
 
     Lines the document repeats across its items (the outlet's own bylines, "Read more",
     newsletter plugs) are left out of the signatures: without that, two unrelated items of one
     outlet look alike (precision 0.63 instead of 0.997 in bench/dedupe_eval.py).
+
+    `stored`: the content hash of each GUID this feed stored already. An item listed again
+    with that same hash is unchanged, and `decide` only counts it: its signature (most of the
+    cost) is not computed, and its `Fingerprint` has none.
     """
     bodies = [_body(i) for i in items]
     boilerplate = dedupe.repeated_lines(bodies)
     prints = []
     for item, body in zip(items, bodies, strict=True):
-        sig = dedupe.signature(
-            item.title, body, boilerplate=boilerplate, min_words=policy.min_words
-        )
+        content_hash = dedupe.content_hash(item.title, body)
+        sig = None
+        if stored is None or stored.get(item.guid) != content_hash:
+            sig = dedupe.signature(
+                item.title, body, boilerplate=boilerplate, min_words=policy.min_words
+            )
         prints.append(
             Fingerprint(
                 url=dedupe.canonical_url(item.url),
-                content_hash=dedupe.content_hash(item.title, body),
+                content_hash=content_hash,
                 substantial=dedupe.content_words(item.title, body)
                 >= dedupe.MIN_WORDS_FOR_CONTENT_MATCH,
                 signature=sig,
@@ -360,6 +369,26 @@ class _Matching:
                         rule.name, channel, story, self._feed.name, item.guid, rule.priority, again
                     )
                 )
+
+
+class Prematched:
+    """A `Matcher` answering from matches made ahead, by GUID (in a worker process, where
+    `monitor.prepare` matched the items that may be new); an item it was not given is
+    matched by `rules` here."""
+
+    def __init__(self, rules: Matcher, made: Mapping[str, Sequence[Match]]) -> None:
+        self._rules = rules
+        self._made = made
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._rules.rules
+
+    def match(self, item: Item, *, feed_tags: Collection[str] = ()) -> list[Match]:
+        made = self._made.get(item.guid)
+        if made is None:
+            return self._rules.match(item, feed_tags=feed_tags)
+        return list(made)
 
 
 def _jitter(name: str, interval: timedelta) -> timedelta:

@@ -38,7 +38,8 @@ from monitor.model import (
     Item,
 )
 from monitor.parse import ParsedFeed, parse_feed
-from monitor.pipeline import fingerprints, is_baseline, plan_update
+from monitor.pipeline import Prematched, is_baseline, plan_update
+from monitor.prepare import MatchJob, Prepared, prepare, rules_blob
 from monitor.rules import RuleSet
 from monitor.store import Store
 from monitor.workers import WorkerError, WorkerPool
@@ -100,6 +101,7 @@ class Poller:
         self._clock = clock
         self._on_alerts = on_alerts
         self._ingests = Ingests(store)
+        self._rules_blob = ("", b"")  # (RuleSet.key, prepare.rules_blob()) of the last poll
 
     async def poll(self, state: FeedState) -> PollOutcome:
         """Fetch, parse, decide and store one feed. Never raises: a failure is logged and stored."""
@@ -148,24 +150,24 @@ class Poller:
         if parsed.truncated:
             log.warning("feed truncated feed=%s dropped=%d", feed.name, parsed.truncated)
         config = self.config
-        # MinHash signatures cost ~0.5 ms an item: computed in the workers, like parsing.
-        prints = await self._workers.run(fingerprints, items, config.dedupe)
+        prepared = await self._prepare(feed, state, items, now, config)
         ready = ParsedPoll(
             feed,
             state,
             result,
             items,
-            prints,
+            prepared.prints,
             now,
             problem,
-            rules=config.rules,
+            rules=Prematched(config.rules, prepared.matches),
             channels=config.channels,
             dedupe=config.dedupe,
             backlog_window=config.backlog_window,
         )
         done = await self._ingests.submit(ready)
         decision, update, applied = done.decision, done.update, done.applied
-        self._count(result, update, decision, applied.items, applied.channels, done.decided)
+        self._count(result, update, decision, applied.items, applied.channels)
+        self._metrics.rule_time(prepared.match_seconds + done.decided)
         self._log_poll(feed, result, update, new=applied.items, alerts=applied.alerts)
         for found in decision.matches:
             log.info(
@@ -189,13 +191,11 @@ class Poller:
         decision: Decision,
         stored: int,
         channels: Sequence[str],
-        decided: float,
     ) -> None:
         """One parsed poll in the metrics."""
         m = self._metrics
         m.poll(poll_outcome(result, update), result.status, result.elapsed)
         m.items_stored(stored)
-        m.rule_time(decided)  # decide(): rule evaluation dominates it (dedupe is lookups)
         for match in decision.matches:
             m.match(match.match.rule)
         for record in decision.items:
@@ -204,6 +204,37 @@ class Poller:
             m.decision("update", len(decision.updates))
         for channel in channels:
             m.alert(channel, "queued")
+
+    async def _prepare(
+        self,
+        feed: Feed,
+        state: FeedState,
+        items: tuple[Item, ...],
+        now: datetime,
+        config: PollConfig,
+    ) -> Prepared:
+        """Fingerprints and rule matches of the items, made in a worker (`monitor.prepare`).
+
+        The content hashes the feed stored are read first (outside the ingest: only this
+        feed's own poll writes its items), so that unchanged items cost no signature and no
+        match. A feed's first poll has stored nothing.
+        """
+        stored: dict[str, str] = {}
+        if state.polls and items:
+            known = await self.store.known(feed.name, {i.guid for i in items}, (), ())
+            stored = {guid: seen.content_hash for guid, seen in known.seen.items()}
+        rules = config.rules
+        if self._rules_blob[0] != rules.key:
+            self._rules_blob = (rules.key, rules_blob(rules))
+        job = MatchJob(
+            rules.key,
+            self._rules_blob[1],
+            tuple(feed.tags),
+            state.polls == 0,
+            now,
+            config.backlog_window,
+        )
+        return await self._workers.run(prepare, items, config.dedupe, stored, job)
 
     async def _add_article_text(
         self, feed: Feed, state: FeedState, items: tuple[Item, ...], now: datetime

@@ -92,7 +92,7 @@ DEFAULT_TIMEOUT: Final = 10.0
 # can hurt a small VM.
 DEFAULT_MEMORY: Final = 512 * 2**20
 # Modules every worker imports before its limit is set: what the daemon runs in workers.
-DEFAULT_PRELOAD: Final = ("monitor.parse", "monitor.extract", "monitor.pipeline")
+DEFAULT_PRELOAD: Final = ("monitor.parse", "monitor.extract", "monitor.prepare")
 
 _HEADER = struct.Struct("!Q")  # length prefix of every message on a worker's socket
 # A worker's start (the forkserver's first fork, imports) is not the task's time: the task clock

@@ -23,6 +23,7 @@ a hit on the words it overlaps.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -32,9 +33,9 @@ from monitor.rules.compiled import SCOPES, Compiled, Compiler, RuleError
 from monitor.rules.doc import TEXT_FIELDS, Doc, Hit, evidence, truth
 from monitor.rules.explain import Explanation, explain_rule
 from monitor.rules.prefilter import Prefilter
-from monitor.rules.syntax import RuleSyntaxError, parse_query
+from monitor.rules.syntax import Node, RuleSyntaxError, parse_query
 
-__all__ = ["RuleError", "RuleErrors", "RuleSet", "admits", "compile_rules"]
+__all__ = ["RuleError", "RuleErrors", "RuleSet", "RuleSource", "admits", "compile_rules"]
 
 # About three lines of an alert: enough context to judge a hit without opening the article.
 SNIPPET_CHARS: Final = 240
@@ -42,6 +43,12 @@ SNIPPET_CHARS: Final = 240
 _BOUNDARY_SLACK: Final = 30
 
 _FIELD_ORDER: Final = (*TEXT_FIELDS, "source")
+
+
+# The arguments of `compile_rules`, in a form that pickles: rules, aliases, prefilter, parsed.
+RuleSource = tuple[
+    tuple[Rule, ...], tuple[tuple[str, tuple[str, ...]], ...], bool, tuple[Node, ...]
+]
 
 
 class RuleErrors(ValueError):
@@ -53,27 +60,33 @@ class RuleErrors(ValueError):
 
 
 def compile_rules(
-    rules: Sequence[Rule], aliases: Mapping[str, Sequence[str]], *, prefilter: bool = True
+    rules: Sequence[Rule],
+    aliases: Mapping[str, Sequence[str]],
+    *,
+    prefilter: bool = True,
+    parsed: Sequence[Node] | None = None,
 ) -> RuleSet:
     """Compile ``rules`` once; raise :class:`RuleErrors` listing every broken rule.
 
     Alias names are case-insensitive. An alias term may hold several words (a phrase) and end
     with ``*`` (a prefix). Disabled rules are compiled too, so their errors show in ``check``.
     ``prefilter=False`` evaluates every rule on every item: the same results, slower; it exists
-    for tests and benchmarks that compare the two.
+    for tests and benchmarks that compare the two. `parsed`: each rule's query as
+    ``parse_query`` returned it, in order (``RuleSet.source`` holds them: a worker process
+    compiles a set it is sent without parsing again, which is most of the cost).
     """
     folded_aliases = {name.casefold(): list(terms) for name, terms in aliases.items()}
     alias_names = ", ".join(sorted(aliases))
     compiled: list[Compiled] = []
     errors: list[RuleError] = []
     seen: set[str] = set()
-    for rule in rules:
+    for n, rule in enumerate(rules):
         if rule.name in seen:
             errors.append(RuleError(rule.name, "duplicate rule name", 1, 1, "names must be unique"))
             continue
         seen.add(rule.name)
         try:
-            ast = parse_query(rule.query)
+            ast = parse_query(rule.query) if parsed is None else parsed[n]
             tree = Compiler(rule, folded_aliases, alias_names).node(ast, "text")
             compiled.append(Compiled(rule, ast, tree))
         except RuleSyntaxError as e:
@@ -83,7 +96,9 @@ def compile_rules(
     if errors:
         raise RuleErrors(errors)
     index = Prefilter([c.tree if c.rule.enabled else None for c in compiled]) if prefilter else None
-    return RuleSet(tuple(rules), tuple(compiled), index)
+    terms = tuple((name, tuple(t)) for name, t in aliases.items())
+    source = (tuple(rules), terms, prefilter, tuple(c.ast for c in compiled))
+    return RuleSet(tuple(rules), tuple(compiled), index, source, uuid.uuid4().hex)
 
 
 # --- matching ------------------------------------------------------------------------------
@@ -96,6 +111,11 @@ class RuleSet:
     rules: tuple[Rule, ...]
     _compiled: tuple[Compiled, ...] = field(repr=False)
     _prefilter: Prefilter | None = field(default=None, repr=False, compare=False)
+    # What `compile_rules` was given (rules, aliases, prefilter), and a key unique to this
+    # compilation: a worker process compiles the same set once and keeps it by that key
+    # (monitor.prepare), instead of receiving the compiled set with every task.
+    source: RuleSource = field(default=((), (), True, ()), repr=False, compare=False)
+    key: str = field(default="", repr=False, compare=False)
 
     def match(self, item: Item, *, feed_tags: Collection[str] = ()) -> list[Match]:
         """One :class:`Match` per enabled rule that admits the item's feed and matches it.

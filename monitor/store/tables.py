@@ -145,7 +145,8 @@ item_bands = Table(
     Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
     Column("band", BigInteger, primary_key=True),
     Column("fetched_at", UTCDateTime, nullable=False),
-    Index(None, "band"),
+    # Covers the near-duplicate lookup (band IN …, fetched_at in the window): no table row read.
+    Index(None, "band", "fetched_at", "item_id"),
     Index(None, "fetched_at"),
 )
 
