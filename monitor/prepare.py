@@ -69,9 +69,13 @@ def prepare(
     prints = fingerprints(items, policy, stored=stored)
     started = time.process_time()
     matches: dict[str, list[Match]] = {}
+    done: set[str] = set()
     for item, fp in zip(items, prints, strict=True):
-        if item.guid in matches or stored.get(item.guid) == fp.content_hash:
-            continue  # a repeated GUID counts once; an unchanged item is only counted
+        if item.guid in done:
+            continue  # a repeated GUID: `decide` keeps its first copy only
+        done.add(item.guid)
+        if stored.get(item.guid) == fp.content_hash:
+            continue  # unchanged: `decide` only counts it
         if is_baseline(item, job.first_poll, job.now, job.backlog_window):
             continue
         matches[item.guid] = rules.match(item, feed_tags=job.tags)
@@ -84,8 +88,9 @@ def rules_blob(rules: RuleSet) -> bytes:
 
 
 def _rules(job: MatchJob) -> RuleSet:
-    rules = _loaded.get(job.key)
+    rules = _loaded.pop(job.key, None)
     if rules is not None:
+        _loaded[job.key] = rules  # the most recently used last: the other one goes first
         return rules
     source: RuleSource = pickle.loads(zlib.decompress(job.source))
     given, aliases, prefilter, parsed = source

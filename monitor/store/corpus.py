@@ -20,7 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from monitor import model
 from monitor.store import dialect
 from monitor.store.rows import Applied
-from monitor.store.tables import PENDING, alerts, deliveries, item_bands, items, matches
+from monitor.store.tables import (
+    PENDING,
+    UTCDateTime,
+    alerts,
+    deliveries,
+    item_bands,
+    items,
+    matches,
+)
 
 log = logging.getLogger("newsmon")
 
@@ -41,6 +49,7 @@ LISTED_REFRESH = timedelta(hours=1)
 
 async def known(
     conn: AsyncConnection,
+    backend: str,
     feed: str,
     guids: Collection[str],
     urls: Collection[str],
@@ -64,7 +73,7 @@ async def known(
         own_story_by_hash=await _earliest_story(
             conn, items.c.content_hash, hashes, items.c.feed == feed
         ),
-        near=await _near(conn, bands, since),
+        near=await _near(conn, backend, bands, since),
         seen=seen,
     )
 
@@ -87,6 +96,7 @@ async def seen(
 
 async def stories(
     conn: AsyncConnection,
+    backend: str,
     urls: Collection[str],
     hashes: Collection[str],
     bands: Collection[int],
@@ -108,7 +118,7 @@ async def stories(
         story_by_url=await _earliest_story(conn, items.c.canonical_url, urls),
         story_by_hash=by_hash,
         own_story_by_hash=own,
-        near=await _near(conn, bands, since),
+        near=await _near(conn, backend, bands, since),
     )
 
 
@@ -172,46 +182,40 @@ def _article(row: Row[*tuple[Any, ...]]) -> model.ArticleText:
 
 
 async def _near(
-    conn: AsyncConnection, bands: Collection[int], since: datetime | None
+    conn: AsyncConnection, backend: str, bands: Collection[int], since: datetime | None
 ) -> tuple[model.NearCandidate, ...]:
     """The stored items sharing one of `bands`, fetched at or after `since`, with the bands
-    they share: at most MAX_PER_BAND a band and MAX_NEAR_CANDIDATES in all, the newest."""
-    # (item, band) pairs first, from the (band, fetched_at, item_id) index alone; then the
+    they share: at most MAX_PER_BAND a band and MAX_NEAR_CANDIDATES in all, the newest
+    (the highest ids: items are numbered as they are stored)."""
+    if not bands:
+        return ()
+    # (band, item) pairs first, from the (band, fetched_at, item_id) index alone; then the
     # story and signature of each distinct item once, however many bands it shares.
-    by_band: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
-    for batch in dialect.chunks(set(bands)):
-        query = select(item_bands.c.band, item_bands.c.fetched_at, item_bands.c.item_id).where(
-            item_bands.c.band.in_(batch)
-        )
-        if since is not None:
-            query = query.where(item_bands.c.fetched_at >= since)
-        for row in await conn.execute(query):
-            by_band[row.band].append((row.fetched_at, row.item_id))
-    newest: dict[int, datetime] = {}
+    query = select(item_bands.c.band, item_bands.c.item_id).where(
+        dialect.among(item_bands.c.band, bands, backend)
+    )
+    if since is not None:
+        query = query.where(item_bands.c.fetched_at >= since)
+    by_band: dict[int, list[int]] = defaultdict(list)
+    for band, item_id in await conn.execute(query):
+        by_band[band].append(item_id)
     matched: dict[int, list[int]] = defaultdict(list)
     for band, stored in by_band.items():
         if len(stored) > MAX_PER_BAND:
             stored = sorted(stored, reverse=True)[:MAX_PER_BAND]
-        for fetched, item_id in stored:
-            newest[item_id] = max(fetched, newest.get(item_id, fetched))
+        for item_id in stored:
             matched[item_id].append(band)
-    wanted = sorted(newest, key=lambda i: (newest[i], i), reverse=True)
+    wanted = sorted(matched, reverse=True)
     if len(wanted) > MAX_NEAR_CANDIDATES:
         log.warning("near-duplicate candidates capped at %d", MAX_NEAR_CANDIDATES)
         wanted = wanted[:MAX_NEAR_CANDIDATES]
-    found: dict[int, tuple[str, bytes]] = {}
-    for batch in dialect.chunks(wanted):
-        rows = await conn.execute(
-            select(items.c.id, items.c.story, items.c.signature).where(
-                items.c.id.in_(batch), items.c.signature.is_not(None)
-            )
+    rows = await conn.execute(
+        select(items.c.id, items.c.story, items.c.signature).where(
+            dialect.among(items.c.id, wanted, backend), items.c.signature.is_not(None)
         )
-        found.update((row.id, (row.story, row.signature)) for row in rows)
-    return tuple(
-        model.NearCandidate(found[i][0], found[i][1], tuple(matched[i]))
-        for i in wanted
-        if i in found
     )
+    found = {item_id: (story, signature) for item_id, story, signature in rows}
+    return tuple(model.NearCandidate(*found[i], tuple(matched[i])) for i in wanted if i in found)
 
 
 async def store(
@@ -475,14 +479,23 @@ async def _index_bands(
     of the window; the items in `replace` had rows already, which are dropped first."""
     if not bands:
         return
-    for batch in dialect.chunks(list(replace)):
-        await conn.execute(sa.delete(item_bands).where(item_bands.c.item_id.in_(batch)))
-    rows = [
-        {"item_id": item_id, "band": band, "fetched_at": now}
-        for item_id, (keys, now) in bands.items()
-        for band in keys
-    ]
-    await conn.execute(dialect.insert_ignore(item_bands, ["item_id", "band"], backend), rows)
+    if replace:
+        await conn.execute(
+            sa.delete(item_bands).where(dialect.among(item_bands.c.item_id, replace, backend))
+        )
+    # One INSERT … SELECT per poll moment (a batch holds a few): 16 rows an item, which as an
+    # executemany cost more in SQLAlchemy's per-row parameter handling than in the database.
+    by_time: dict[datetime, list[tuple[int, int]]] = defaultdict(list)
+    for item_id, (keys, now) in bands.items():
+        by_time[now].extend((item_id, band) for band in keys)
+    for now, pairs in by_time.items():
+        rows = dialect.int_rows(("item_id", "band"), pairs, backend)
+        # WHERE true: SQLite's parser needs it between an INSERT's SELECT and ON CONFLICT.
+        source = select(rows.c.item_id, rows.c.band, sa.literal(now, UTCDateTime())).where(
+            sa.true()
+        )
+        stmt = dialect.insert_ignore(item_bands, ["item_id", "band"], backend)
+        await conn.execute(stmt.from_select(["item_id", "band", "fetched_at"], source))
 
 
 async def prune_items(conn: AsyncConnection, before: datetime) -> int:

@@ -8,15 +8,30 @@ replicas starting together agree on who migrates.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Select, Table, event, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Select,
+    String,
+    Subquery,
+    Table,
+    any_,
+    bindparam,
+    event,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -148,6 +163,41 @@ def insert_ignore(table: Table, conflict: Sequence[str], backend: str) -> Any:
     """
     module: Any = postgresql if backend == POSTGRESQL else sqlite
     return module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+
+
+def among(column: ColumnElement[Any], values: Collection[int], backend: str) -> ColumnElement[bool]:
+    """``column IN (values)`` for integers, however many, as one bound parameter.
+
+    SQLAlchemy binds an IN list as one parameter per value, which for the thousands of band
+    keys of a batch costs more than the lookup itself (and SQLite caps parameters). PostgreSQL
+    gets ``= ANY(:array)``; SQLite ``IN (SELECT value FROM json_each(:json))``, which it answers
+    from the index exactly as it does a list.
+    """
+    ints = [int(v) for v in values]
+    if backend == POSTGRESQL:
+        return column == any_(bindparam(None, ints, type_=postgresql.ARRAY(BigInteger)))
+    listed = func.json_each(bindparam(None, json.dumps(ints), type_=String)).table_valued("value")
+    return column.in_(select(listed.c.value).scalar_subquery())
+
+
+def int_rows(columns: Sequence[str], rows: Sequence[Sequence[int]], backend: str) -> Subquery:
+    """`rows` of integers as a table with `columns`, from one bound parameter per column
+    (PostgreSQL: parallel ``unnest`` of arrays) or for all (SQLite: ``json_each``). For
+    ``INSERT … SELECT`` of many small rows: an ``executemany`` pays SQLAlchemy's processing of
+    every row's parameters in Python, this pays it once."""
+    if backend == POSTGRESQL:
+        arrays = [
+            func.unnest(
+                bindparam(None, [int(r[i]) for r in rows], type_=postgresql.ARRAY(BigInteger))
+            )
+            for i in range(len(columns))
+        ]
+        return select(*(a.label(c) for a, c in zip(arrays, columns, strict=True))).subquery()
+    listed = func.json_each(
+        bindparam(None, json.dumps([[int(v) for v in r] for r in rows]), type_=String)
+    ).table_valued("value")
+    picked = [func.json_extract(listed.c.value, f"$[{i}]").label(c) for i, c in enumerate(columns)]
+    return select(*picked).subquery()
 
 
 def for_claim(stmt: Select[Any], backend: str) -> Select[Any]:

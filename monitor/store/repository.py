@@ -69,7 +69,9 @@ class Ingest:
         since: datetime | None = None,
     ) -> model.KnownState:
         """As :meth:`Store.known`, seeing everything committed before this ingest began."""
-        return await corpus.known(self._conn, feed, guids, urls, hashes, bands=bands, since=since)
+        return await corpus.known(
+            self._conn, self._backend, feed, guids, urls, hashes, bands=bands, since=since
+        )
 
     async def apply(self, decision: model.Decision, update: model.FeedUpdate) -> Applied:
         """As :meth:`Store.apply`; committed when the ``ingest()`` block ends without error."""
@@ -89,7 +91,7 @@ class Ingest:
     ) -> model.KnownStories:
         """The stories of :meth:`Store.known` for the new items of several feeds at once: own
         hashes by (feed, hash) for every feed that stored one."""
-        return await corpus.stories(self._conn, urls, hashes, bands, since)
+        return await corpus.stories(self._conn, self._backend, urls, hashes, bands, since)
 
     async def apply_many(
         self, polls: Sequence[tuple[model.Decision, model.FeedUpdate]]
@@ -339,10 +341,13 @@ class Store:
         `urls` (canonical URLs) and `hashes` (content hashes) stored by any feed, the story of
         the earliest fetched item that has it; ``own_story_by_hash`` the same within `feed`.
         ``near``: items whose band keys (indexed at or after `since`) include one of `bands`,
-        at most ``corpus.MAX_NEAR_CANDIDATES`` of them, newest first.
+        newest first (the highest ids): the newest ``corpus.MAX_PER_BAND`` of a band shared
+        by more (a common phrase, not a story), ``corpus.MAX_NEAR_CANDIDATES`` in all.
         """
         async with self._read() as conn:
-            return await corpus.known(conn, feed, guids, urls, hashes, bands=bands, since=since)
+            return await corpus.known(
+                conn, self.dialect, feed, guids, urls, hashes, bands=bands, since=since
+            )
 
     async def articles(
         self, feed: str, guids: Collection[str], urls: Collection[str]
