@@ -24,6 +24,7 @@ reaches its own caller; a caller cancelled after submitting still has its poll s
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -174,9 +175,11 @@ class Ingests:
 
     async def _ingest(self, batch: Sequence[ParsedPoll]) -> list[Ingested]:
         started = time.perf_counter()
+        clock = [started]  # the steps' ends, for the debug line below
         # known -> decide -> apply as one exclusive ingest: a copy of a story polled at the
         # same moment by another replica waits, then joins our story.
         async with self._store.ingest() as tx:
+            clock.append(time.perf_counter())
             # What each feed stored already, first: only new items are looked up by URL, hash
             # and band. A feed that changed lists mostly known items, and the band lookup
             # (~20 candidates a new item in bench/speed.py) is most of the read.
@@ -184,6 +187,7 @@ class Ingests:
             urls, hashes, bands = _new_keys(batch, seen)
             since = min(p.now - p.dedupe.window for p in batch)
             stories = StoryIndex(await tx.stories(urls, hashes, bands=bands, since=since))
+            clock.append(time.perf_counter())
             decided: list[tuple[Decision, FeedUpdate, float]] = []
             for p in batch:
                 deciding = time.perf_counter()
@@ -191,12 +195,16 @@ class Ingests:
                 elapsed = time.perf_counter() - deciding
                 update = plan_update(p.feed, p.state, p.result, now=p.now, problem=p.problem)
                 decided.append((decision, update, elapsed))
+            clock.append(time.perf_counter())
             applied = await tx.apply_many([(d, u) for d, u, _ in decided])
+        clock.append(time.perf_counter())
         log.debug(
-            "ingested polls=%d items=%d elapsed=%.3fs",
+            "ingested polls=%d items=%d elapsed=%.3fs "
+            "lock=%.1fms lookup=%.1fms decide=%.1fms store=%.1fms",
             len(batch),
             sum(len(p.items) for p in batch),
-            time.perf_counter() - started,
+            clock[-1] - started,
+            *((end - start) * 1000 for start, end in itertools.pairwise(clock)),
         )
         return [Ingested(d, u, a, t) for (d, u, t), a in zip(decided, applied, strict=True)]
 

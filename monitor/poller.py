@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -138,7 +140,9 @@ class Poller:
                 elapsed=result.elapsed,
             )
 
+        clock = [time.perf_counter()]  # the stages' ends, for the debug line below
         parsed = await self._parse(feed, result)
+        clock.append(time.perf_counter())
         items = parsed.items
         if feed.full_text and items:
             items = await self._add_article_text(feed, state, items, now)
@@ -150,7 +154,9 @@ class Poller:
         if parsed.truncated:
             log.warning("feed truncated feed=%s dropped=%d", feed.name, parsed.truncated)
         config = self.config
+        clock.append(time.perf_counter())
         prepared = await self._prepare(feed, state, items, now, config)
+        clock.append(time.perf_counter())
         ready = ParsedPoll(
             feed,
             state,
@@ -165,6 +171,12 @@ class Poller:
             backlog_window=config.backlog_window,
         )
         done = await self._ingests.submit(ready)
+        clock.append(time.perf_counter())
+        log.debug(
+            "poll stages feed=%s parse=%.1fms text=%.1fms prepare=%.1fms ingest=%.1fms",
+            feed.name,
+            *((end - start) * 1000 for start, end in itertools.pairwise(clock)),
+        )
         decision, update, applied = done.decision, done.update, done.applied
         self._count(result, update, decision, applied.items, applied.channels)
         self._metrics.rule_time(prepared.match_seconds + done.decided)
