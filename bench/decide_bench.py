@@ -46,6 +46,7 @@ from monitor.parse import parse_feed
 from monitor.pipeline import Prematched
 from monitor.prepare import MatchJob, prepare, rules_blob
 from monitor.rules import compile_rules
+from monitor.scheduler import settle_garbage_collector
 from monitor.store import Store
 
 
@@ -93,6 +94,7 @@ async def bench(args: argparse.Namespace, work: Path) -> None:
         half = args.feeds // 2
         names = [f"f{n}" for n in range(args.feeds)]
         key_blob = (ruleset.key, rules_blob(ruleset))
+        settle_garbage_collector()  # as the daemon does once its configuration is in place
         ingests = Ingests(store)
 
         def ready(i: int, name: str) -> tuple[ParsedPoll, float]:

@@ -19,6 +19,7 @@ and the source is pickled once, not with each task.
 
 from __future__ import annotations
 
+import gc
 import pickle
 import time
 import zlib
@@ -98,4 +99,8 @@ def _rules(job: MatchJob) -> RuleSet:
     _loaded[job.key] = rules
     while len(_loaded) > _KEEP:
         del _loaded[next(iter(_loaded))]
+    # The compiled rules live as long as the worker: out of the cyclic collector's sight, which
+    # otherwise walks them at every collection of the oldest generation.
+    gc.collect()
+    gc.freeze()
     return rules
