@@ -615,6 +615,24 @@ async def test_migrated_schema_equals_tables(store_url: str) -> None:
     }
 
 
+async def test_a_database_behind_head_is_upgraded_and_one_at_head_is_only_read(
+    store_url: str,
+) -> None:
+    assert migrations.HEAD == migrations.head()  # the file names agree with Alembic
+    engine = dialect.create_engine(dialect.async_url(store_url))
+    try:
+        async with engine.begin() as conn:
+            assert not await conn.run_sync(migrations.at_head)  # never migrated
+            await conn.run_sync(migrations.upgrade, "0009")
+            assert not await conn.run_sync(migrations.at_head)
+        await (await Store.open(store_url)).close()
+        async with engine.connect() as conn:
+            assert await conn.run_sync(migrations.at_head)
+            assert await conn.run_sync(migrations.current) == migrations.HEAD
+    finally:
+        await engine.dispose()
+
+
 async def test_open_without_migrate_leaves_an_empty_database_empty(store_url: str) -> None:
     store = await Store.open(store_url, migrate=False)
     await store.close()

@@ -276,6 +276,9 @@ class Store:
             yield conn
 
     async def _migrate(self) -> None:
+        async with self._read() as conn:
+            if await conn.run_sync(migrations.at_head):
+                return
         async with self._write() as conn:
             await dialect.lock_for_migration(conn)
             await conn.run_sync(migrations.upgrade)
