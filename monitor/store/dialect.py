@@ -186,7 +186,8 @@ def among(column: ColumnElement[Any], values: Collection[int], backend: str) -> 
 
 def int_rows(columns: Sequence[str], rows: Sequence[Sequence[int]], backend: str) -> Subquery:
     """`rows` of integers as a table with `columns`, from one bound parameter per column
-    (PostgreSQL: parallel ``unnest`` of arrays) or for all (SQLite: ``json_each``). For
+    (PostgreSQL: parallel ``unnest`` of arrays) or one for all the rows (SQLite: ``json_each``,
+    plus each column's constant JSON path): never one per row. For
     ``INSERT … SELECT`` of many small rows: an ``executemany`` pays SQLAlchemy's processing of
     every row's parameters in Python, this pays it once."""
     if backend == POSTGRESQL:
