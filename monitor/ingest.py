@@ -28,7 +28,7 @@ import itertools
 import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from monitor.model import (
@@ -42,7 +42,15 @@ from monitor.model import (
     KnownState,
     Seen,
 )
-from monitor.pipeline import Fingerprint, Matcher, StoryIndex, decide, lookup_keys, plan_update
+from monitor.pipeline import (
+    Fingerprint,
+    Matcher,
+    StoryIndex,
+    decide,
+    fingerprints,
+    lookup_keys,
+    plan_update,
+)
 from monitor.store import Store
 from monitor.store.rows import Applied
 
@@ -70,6 +78,25 @@ class ParsedPoll:
     channels: tuple[str, ...]
     dedupe: DedupePolicy
     backlog_window: timedelta
+    # The stored content hashes `prints` were made with (`fingerprints(stored=...)`): an item
+    # listed with its stored hash was left unsigned and unmatched.
+    stored: Mapping[str, str] = field(default_factory=dict)
+
+    def checked(self, seen: Mapping[str, Seen]) -> ParsedPoll:
+        """This poll, signed again here if the store changed since `stored` was read.
+
+        An item left unsigned as unchanged that the ingest finds new, or stored with another
+        text (a second poll of the feed after its lease ran out, a retention run in between),
+        would otherwise be stored without a signature, or taken for a rewrite. Rare; its
+        matches are then made by `decide` (`Prematched` matches what it was not given).
+        """
+        for item, fp in zip(self.items, self.prints, strict=True):
+            if self.stored.get(item.guid) != fp.content_hash:
+                continue  # signed and matched in the worker
+            now_stored = seen.get(item.guid)
+            if now_stored is None or now_stored.content_hash != fp.content_hash:
+                return replace(self, prints=fingerprints(self.items, self.dedupe), stored={})
+        return self
 
     def decide(self, seen: Mapping[str, Seen], stories: StoryIndex) -> Decision:
         return decide(
@@ -184,6 +211,7 @@ class Ingests:
             # and band. A feed that changed lists mostly known items, and the band lookup
             # (~20 candidates a new item in bench/speed.py) is most of the read.
             seen = await tx.seen({p.feed.name: {i.guid for i in p.items} for p in batch})
+            batch = [p.checked(seen[p.feed.name]) for p in batch]
             urls, hashes, bands = _new_keys(batch, seen)
             since = min(p.now - p.dedupe.window for p in batch)
             stories = StoryIndex(await tx.stories(urls, hashes, bands=bands, since=since))

@@ -278,7 +278,7 @@ def decide(
 
     `channels` are the configured channel names; a rule without `channels:` alerts on all.
     `prints` are `fingerprints(items, dedupe_policy)`, computed here when not given.
-    `stories`: the index of a batch of polls decided one after the other (`decide_batch`),
+    `stories`: the index of a batch of polls decided one after the other (monitor.ingest),
     updated in place; without it the stories come from `known` alone, and `known.seen` is
     read either way.
 

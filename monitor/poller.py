@@ -1,7 +1,10 @@
 """The poll of one feed: the pipeline of DESIGN.md after the daemon has claimed the feed.
 
-    fetch | parse (worker process) | article text (`full_text` feeds) | fingerprints (workers)
-          | known (store) | decide + plan_update | apply (store) | metrics, log
+    fetch | parse (worker process) | article text (`full_text` feeds) | stored hashes (store)
+          | prepare: fingerprints + rule matches (worker process)
+          | ingest, batched with the polls ready beside it (monitor.ingest):
+            known (store) | decide + plan_update | apply (store)
+          | metrics, log
 
 `Poller.poll()` never raises: a feed's failure (a fetch error, a document that is no feed, a
 parse stopped by the workers' limits) is stored as the feed's next state, and a bug is logged
@@ -11,7 +14,8 @@ reads the daemon's injected clock once, when the poll starts, and hands that `no
 The daemon owns the long-lived parts and hands them in; on reload it swaps in a new
 `PollConfig` and, when the `http:` settings changed, a new fetcher. A poll reads both where it
 uses them, so a poll in flight during a reload goes on with what is current at each step.
-Safe to run concurrently for different feeds: the ingest is exclusive in the store.
+Safe to run concurrently for different feeds: the ingest is exclusive in the store, and
+polls that reach it together share one.
 """
 
 from __future__ import annotations
@@ -169,6 +173,7 @@ class Poller:
             channels=config.channels,
             dedupe=config.dedupe,
             backlog_window=config.backlog_window,
+            stored=prepared.stored,
         )
         done = await self._ingests.submit(ready)
         clock.append(time.perf_counter())

@@ -11,14 +11,16 @@ import asyncio
 import logging
 import random
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from monitor.dedupe import content_hash
 from monitor.ingest import BATCH_ITEMS, Ingested, Ingests, ParsedPoll
 from monitor.model import DedupePolicy, Feed, FeedState, FetchResult, Item, Rule
-from monitor.pipeline import fingerprints
+from monitor.pipeline import Prematched, fingerprints
 from monitor.rules import compile_rules
 from monitor.store import Store
 
@@ -213,3 +215,29 @@ async def test_batches_hold_at_most_batch_items(
     assert batches(caplog) == [(full, full * per_poll), (30 - full, (30 - full) * per_poll)]
     assert sum(d.applied.items for d in done) == 30 * per_poll
     assert (await store.counts())["items"] == 30 * per_poll
+
+
+async def test_an_item_prepared_as_unchanged_that_the_store_lacks_is_signed_and_matched(
+    store: Store,
+) -> None:
+    # The worker was told the wire stored "w1" with this very text, so it left it unsigned
+    # and unmatched; by the ingest the store holds no such item (a retention run, a second
+    # poll of the feed in between). The ingest signs the poll again and decide matches it.
+    wire = Item("wire", "w1", "https://news.example/evin", "Fire at Evin prison", EVIN)
+    stale = {"w1": content_hash(wire.title, wire.summary)}
+    poll = parsed("wire", [wire])
+    poll = replace(
+        poll,
+        prints=fingerprints([wire], poll.dedupe, stored=stale),
+        rules=Prematched(RULES, {}),
+        stored=stale,
+    )
+    assert poll.prints[0].signature is None
+    await sync(store, [poll])
+    done = await Ingests(store).submit(poll)
+    (record,) = done.decision.items
+    assert record.signature is not None and len(record.bands) == 16
+    assert [m.match.rule for m in done.decision.matches] == ["evin"]
+    assert done.applied.alerts == 1
+    known = await store.known("paper", [], [], [], bands=record.bands, since=NOW)
+    assert [c.story for c in known.near] == [record.story]  # in the band index
