@@ -46,6 +46,7 @@ from monitor.model import (
 from monitor.parse import ParsedFeed, parse_feed
 from monitor.pipeline import Prematched, is_baseline, plan_update
 from monitor.prepare import MatchJob, Prepared, prepare, rules_blob
+from monitor.prepare import load as load_rules
 from monitor.rules import RuleSet
 from monitor.store import Store
 from monitor.workers import WorkerError, WorkerPool
@@ -108,6 +109,25 @@ class Poller:
         self._on_alerts = on_alerts
         self._ingests = Ingests(store)
         self._rules_blob = ("", b"")  # (RuleSet.key, prepare.rules_blob()) of the last poll
+
+    async def load_rules(self) -> None:
+        """Compile the current rules in each worker now (`newsmon run`, at start and after a
+        reload), so that the first changed feed does not wait for it; a worker missed (busy,
+        replaced later) compiles them at its first poll instead."""
+        rules = self.config.rules
+        blob = self._blob(rules)
+        loads = [
+            self._workers.run(load_rules, rules.key, blob) for _ in range(self._workers.workers)
+        ]
+        for outcome in await asyncio.gather(*loads, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.debug("rules not compiled ahead in a worker: %r", outcome)
+
+    def _blob(self, rules: RuleSet) -> bytes:
+        """`prepare.rules_blob(rules)`, made once per rule set."""
+        if self._rules_blob[0] != rules.key:
+            self._rules_blob = (rules.key, rules_blob(rules))
+        return self._rules_blob[1]
 
     async def poll(self, state: FeedState) -> PollOutcome:
         """Fetch, parse, decide and store one feed. Never raises: a failure is logged and stored."""
@@ -241,11 +261,9 @@ class Poller:
             known = await self.store.known(feed.name, {i.guid for i in items}, (), ())
             stored = {guid: seen.content_hash for guid, seen in known.seen.items()}
         rules = config.rules
-        if self._rules_blob[0] != rules.key:
-            self._rules_blob = (rules.key, rules_blob(rules))
         job = MatchJob(
             rules.key,
-            self._rules_blob[1],
+            self._blob(rules),
             tuple(feed.tags),
             state.polls == 0,
             now,

@@ -89,15 +89,25 @@ def rules_blob(rules: RuleSet) -> bytes:
     return zlib.compress(pickle.dumps(rules.source, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+def load(key: str, blob: bytes) -> None:
+    """Compile the rule set `key` from `blob` (`rules_blob`) in this worker now, ahead of the
+    polls that name it (`newsmon run` sends it to each worker at start and after a reload)."""
+    _compiled(key, blob)
+
+
 def _rules(job: MatchJob) -> RuleSet:
-    rules = _loaded.pop(job.key, None)
+    return _compiled(job.key, job.source)
+
+
+def _compiled(key: str, blob: bytes) -> RuleSet:
+    rules = _loaded.pop(key, None)
     if rules is not None:
-        _loaded[job.key] = rules  # the most recently used last: the other one goes first
+        _loaded[key] = rules  # the most recently used last: the other one goes first
         return rules
-    source: RuleSource = pickle.loads(zlib.decompress(job.source))
+    source: RuleSource = pickle.loads(zlib.decompress(blob))
     given, aliases, prefilter, parsed = source
     rules = compile_rules(given, dict(aliases), prefilter=prefilter, parsed=parsed)
-    _loaded[job.key] = rules
+    _loaded[key] = rules
     while len(_loaded) > _KEEP:
         del _loaded[next(iter(_loaded))]
     # The compiled rules live as long as the worker: out of the cyclic collector's sight, which

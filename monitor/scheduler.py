@@ -30,9 +30,9 @@ import os
 import random
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import TextIO
+from typing import Any, TextIO
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -109,6 +109,7 @@ class Daemon:
         self._in_flight: dict[str, asyncio.Task[PollOutcome]] = {}
         self._jobs: set[asyncio.Task[object]] = set()  # scheduler jobs running now (see _tracked)
         self._background: set[asyncio.Task[None]] = set()  # keeps fire-and-forget tasks alive
+        self._running = False  # `run` (not `poll --once`) is under way
         self._scheduler: AsyncIOScheduler | None = None
         self._reloading = asyncio.Lock()  # SIGHUP and the file watcher: one reload at a time
         self.metrics = Metrics()
@@ -226,6 +227,8 @@ class Daemon:
                 self._configure(settings)
                 self._poller.config = self._poll_config()
                 settle_garbage_collector()
+                if self._running:
+                    self._background_task(self._poller.load_rules(), "load-rules")
             except ConfigError as error:
                 for problem in error.problems:
                     log.error("reload refused: %s", problem)
@@ -254,7 +257,11 @@ class Daemon:
                 await asyncio.wait(pending)
             await old.close()
 
-        task = asyncio.create_task(retire(), name="retire-fetcher")
+        self._background_task(retire(), "retire-fetcher")
+
+    def _background_task(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` beside the daemon, kept alive until it ends."""
+        task = asyncio.create_task(work, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -479,6 +486,10 @@ class Daemon:
     async def run(self, stop: asyncio.Event, *, config_path: str | None = None) -> None:
         """Poll and deliver until `stop` is set, then let in-flight work finish."""
         loop = asyncio.get_running_loop()
+        self._running = True
+        # The workers compile the rules now, beside the first (304) polls; `poll --once` lets
+        # each compile them at its first changed feed instead (an all-304 run needs none).
+        self._background_task(self._poller.load_rules(), "load-rules")
         await self.spread_due_feeds()
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}

@@ -9,7 +9,10 @@ Real rules (`compile_rules`), real items and real fingerprints; the worker tests
 from __future__ import annotations
 
 import random
+import zlib
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from monitor.dedupe import content_hash
 from monitor.model import (
@@ -23,7 +26,7 @@ from monitor.model import (
     Rule,
 )
 from monitor.pipeline import Prematched, fingerprints
-from monitor.prepare import MatchJob, Prepared, prepare, rules_blob
+from monitor.prepare import MatchJob, Prepared, load, prepare, rules_blob
 from monitor.rules import RuleSet, compile_rules
 from monitor.store import Store
 from monitor.store.corpus import MAX_PER_BAND
@@ -193,6 +196,18 @@ async def test_a_worker_keeps_each_rule_set_it_compiled_by_its_key() -> None:
     assert [m.rule for m in second.matches["evin"]] == ["fire"]
     assert [m.rule for m in second.matches["harbour"]] == ["strike"]
     assert third.matches == first.matches
+
+
+async def test_rules_loaded_ahead_serve_a_task_that_carries_no_usable_source() -> None:
+    items = a_day()
+    async with WorkerPool(workers=1) as pool:
+        await pool.run(load, RULES.key, rules_blob(RULES))  # what `newsmon run` does at start
+        ahead = MatchJob(RULES.key, b"not a blob", (), False, NOW, BACKLOG)
+        prepared = await pool.run(prepare, items, POLICY, {}, ahead)
+        unknown = MatchJob("another key", b"not a blob", (), False, NOW, BACKLOG)
+        with pytest.raises(zlib.error):  # a set never loaded needs its source
+            await pool.run(prepare, items, POLICY, {}, unknown)
+    assert prepared.matches == {i.guid: RULES.match(i) for i in items}
 
 
 # --- Prematched -----------------------------------------------------------------------------
