@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -45,7 +44,7 @@ from monitor.model import (
 )
 from monitor.parse import ParsedFeed, parse_feed
 from monitor.pipeline import Prematched, is_baseline, plan_update
-from monitor.prepare import MatchJob, Prepared, prepare, rules_blob
+from monitor.prepare import MatchJob, Prepared, parse_and_prepare, prepare, rules_blob
 from monitor.prepare import load as load_rules
 from monitor.rules import RuleSet
 from monitor.store import Store
@@ -164,12 +163,22 @@ class Poller:
                 elapsed=result.elapsed,
             )
 
-        clock = [time.perf_counter()]  # the stages' ends, for the debug line below
-        parsed = await self._parse(feed, result)
-        clock.append(time.perf_counter())
-        items = parsed.items
-        if feed.full_text and items:
-            items = await self._add_article_text(feed, state, items, now)
+        stages: dict[str, float] = {}  # seconds each stage took, for the debug line below
+        started = time.perf_counter()
+        config = self.config
+        if feed.full_text:
+            parsed = await self._parse(feed, result)
+            stages["parse"] = time.perf_counter() - started
+            items = parsed.items
+            if items:
+                items = await self._add_article_text(feed, state, items, now)
+            stages["text"] = time.perf_counter() - started - stages["parse"]
+            prepared = await self._prepare(feed, state, items, now, config)
+            stages["prepare"] = time.perf_counter() - started - sum(stages.values())
+        else:
+            parsed, prepared = await self._parse_and_prepare(feed, state, result, now, config)
+            items = parsed.items
+            stages["parse+prepare"] = time.perf_counter() - started
         # A 200 whose body holds no feed (an HTML challenge page, an empty document) is a failure;
         # a malformed feed that still yields items is used, and its problem logged.
         problem = parsed.problem if not parsed.items else None
@@ -177,10 +186,6 @@ class Poller:
             log.warning("feed malformed but usable feed=%s problem=%s", feed.name, parsed.problem)
         if parsed.truncated:
             log.warning("feed truncated feed=%s dropped=%d", feed.name, parsed.truncated)
-        config = self.config
-        clock.append(time.perf_counter())
-        prepared = await self._prepare(feed, state, items, now, config)
-        clock.append(time.perf_counter())
         ready = ParsedPoll(
             feed,
             state,
@@ -195,12 +200,13 @@ class Poller:
             backlog_window=config.backlog_window,
             stored=prepared.stored,
         )
+        ingesting = time.perf_counter()
         done = await self._ingests.submit(ready)
-        clock.append(time.perf_counter())
+        stages["ingest"] = time.perf_counter() - ingesting
         log.debug(
-            "poll stages feed=%s parse=%.1fms text=%.1fms prepare=%.1fms ingest=%.1fms",
+            "poll stages feed=%s %s",
             feed.name,
-            *((end - start) * 1000 for start, end in itertools.pairwise(clock)),
+            " ".join(f"{stage}={seconds * 1000:.1f}ms" for stage, seconds in stages.items()),
         )
         decision, update, applied = done.decision, done.update, done.applied
         self._count(result, update, decision, applied.items, applied.channels)
@@ -242,6 +248,42 @@ class Poller:
         for channel in channels:
             m.alert(channel, "queued")
 
+    async def _parse_and_prepare(
+        self,
+        feed: Feed,
+        state: FeedState,
+        result: FetchResult,
+        now: datetime,
+        config: PollConfig,
+    ) -> tuple[ParsedFeed, Prepared]:
+        """Parse, fingerprints and rule matches in one worker task (`prepare.parse_and_prepare`),
+        with the hashes of the feed's latest listing as the hint of what is stored unchanged
+        (a first poll has none). A task stopped by the workers' limits is the feed's problem."""
+        assert result.body is not None
+        stored = await self.store.listed_hashes(feed.name) if state.polls else {}
+        job = self._job(feed, state, now, config)
+        try:
+            return await self._workers.run(
+                parse_and_prepare,
+                result.body,
+                feed.name,
+                result.final_url,
+                dict(result.headers),
+                config.dedupe,
+                stored,
+                job,
+            )
+        except WorkerError as exc:
+            failed = ParsedFeed(title="", link=None, items=(), version="", problem=str(exc))
+            return failed, Prepared((), {}, 0.0, {})
+
+    def _job(self, feed: Feed, state: FeedState, now: datetime, config: PollConfig) -> MatchJob:
+        rules = config.rules
+        first = state.polls == 0
+        return MatchJob(
+            rules.key, self._blob(rules), tuple(feed.tags), first, now, config.backlog_window
+        )
+
     async def _prepare(
         self,
         feed: Feed,
@@ -250,7 +292,8 @@ class Poller:
         now: datetime,
         config: PollConfig,
     ) -> Prepared:
-        """Fingerprints and rule matches of the items, made in a worker (`monitor.prepare`).
+        """Fingerprints and rule matches of the items, made in a worker (`monitor.prepare`), for
+        `full_text` feeds, whose items get their article text between parse and prepare.
 
         The content hashes the feed stored are read first (outside the ingest: only this
         feed's own poll writes its items), so that unchanged items cost no signature and no
@@ -260,15 +303,7 @@ class Poller:
         if state.polls and items:
             known = await self.store.known(feed.name, {i.guid for i in items}, (), ())
             stored = {guid: seen.content_hash for guid, seen in known.seen.items()}
-        rules = config.rules
-        job = MatchJob(
-            rules.key,
-            self._blob(rules),
-            tuple(feed.tags),
-            state.polls == 0,
-            now,
-            config.backlog_window,
-        )
+        job = self._job(feed, state, now, config)
         return await self._workers.run(prepare, items, config.dedupe, stored, job)
 
     async def _add_article_text(

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from monitor.model import DedupePolicy, Item, Match
+from monitor.parse import ParsedFeed, parse_feed
 from monitor.pipeline import Fingerprint, fingerprints, is_baseline
 from monitor.rules import RuleSet, compile_rules
 from monitor.rules.engine import RuleSource
@@ -82,6 +83,25 @@ def prepare(
             continue
         matches[item.guid] = rules.match(item, feed_tags=job.tags)
     return Prepared(prints, matches, time.process_time() - started, stored)
+
+
+def parse_and_prepare(
+    body: bytes,
+    feed: str,
+    url: str,
+    headers: Mapping[str, str],
+    policy: DedupePolicy,
+    stored: Mapping[str, str],
+    job: MatchJob,
+) -> tuple[ParsedFeed, Prepared]:
+    """`parse_feed`, then `prepare` of its items, in one task: a feed without `full_text`
+    needs nothing between the two, and the items cross no process boundary in between.
+
+    `stored`: a hint, the content hashes of the feed's latest listing (`Store.listed_hashes`);
+    an item it lists with the item's own hash is left unsigned and unmatched, and the ingest
+    signs it again if the store disagrees (`ParsedPoll.checked`)."""
+    parsed = parse_feed(body, feed=feed, url=url, headers=headers)
+    return parsed, prepare(parsed.items, policy, stored, job)
 
 
 def rules_blob(rules: RuleSet) -> bytes:

@@ -25,8 +25,9 @@ from monitor.model import (
     Match,
     Rule,
 )
+from monitor.parse import parse_feed
 from monitor.pipeline import Prematched, fingerprints
-from monitor.prepare import MatchJob, Prepared, load, prepare, rules_blob
+from monitor.prepare import MatchJob, Prepared, load, parse_and_prepare, prepare, rules_blob
 from monitor.rules import RuleSet, compile_rules
 from monitor.store import Store
 from monitor.store.corpus import MAX_PER_BAND
@@ -297,3 +298,50 @@ async def test_an_item_sharing_two_bands_comes_back_once_with_both(store: Store)
     assert [c.story for c in known.near] == ["story-one", "story-both"]  # newest first
     assert [sorted(c.bands) for c in known.near] == [[12], sorted((COMMON, 12))]
     assert all(c.signature == bytes(range(128)) for c in known.near)
+
+
+# --- the hint of a feed's latest listing, and parse + prepare in one task --------------------
+
+
+async def test_the_latest_listing_is_what_the_feed_listed_within_the_hour(store: Store) -> None:
+    await store.sync_feeds([FEED], NOW)
+    old, kept, new = banded("old", ()), banded("kept", ()), banded("new", ())
+
+    async def poll(at: datetime, records: tuple[ItemRecord, ...], listed: tuple[str, ...]) -> None:
+        decision = Decision("wire", records, still_listed=listed)
+        await store.apply(decision, FeedUpdate("wire", at, at, success=True))
+
+    assert await store.listed_hashes("wire") == {}
+    await poll(NOW, (old, kept), ())
+    later = NOW + timedelta(hours=3)
+    await poll(later, (new,), ("kept",))  # "old" no longer listed, "kept" listed again
+    assert await store.listed_hashes("wire") == {"kept": "hash-kept", "new": "hash-new"}
+    assert await store.listed_hashes("paper") == {}
+
+
+def rss(entries: list[tuple[str, str, str]]) -> bytes:
+    """An RSS 2.0 document of (guid, title, description) entries, dated NOW."""
+    date = NOW.strftime("%a, %d %b %Y %H:%M:%S +0000")
+    body = "".join(
+        f"<item><guid>{g}</guid><title>{t}</title><link>https://wire.example/{g}</link>"
+        f"<description>{d}</description><pubDate>{date}</pubDate></item>"
+        for g, t, d in entries
+    )
+    channel = f"<channel><title>Wire</title>{body}</channel>"
+    return f'<?xml version="1.0"?><rss version="2.0">{channel}</rss>'.encode()
+
+
+async def test_parse_and_prepare_in_one_task_equals_the_two_steps() -> None:
+    body = rss([("evin", "Fire at Evin prison", EVIN), ("treaty", "Treaty vote", TREATY)])
+    url = "https://wire.example/feed"
+    alone = parse_feed(body, feed="wire", url=url)
+    listed = {"evin": stored_hash(alone.items[0])}  # the feed listed "evin" with this text
+    async with WorkerPool(workers=1) as pool:
+        parsed, prepared = await pool.run(
+            parse_and_prepare, body, "wire", url, {}, POLICY, listed, job(RULES)
+        )
+    assert parsed == alone and [i.guid for i in parsed.items] == ["evin", "treaty"]
+    two_steps = prepare(alone.items, POLICY, listed, job(RULES))
+    assert (prepared.prints, prepared.matches) == (two_steps.prints, two_steps.matches)
+    assert list(prepared.matches) == ["treaty"]  # "evin" is listed unchanged: not matched
+    assert prepared.prints[0].signature is None and prepared.prints[1].signature is not None

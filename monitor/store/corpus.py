@@ -141,6 +141,20 @@ def _feed_guid_clauses(guids: Mapping[str, Collection[str]]) -> Iterator[sa.Colu
         yield sa.or_(*clauses)
 
 
+async def listed_hashes(conn: AsyncConnection, feed: str) -> dict[str, str]:
+    """Content hash by GUID of the items of `feed`'s latest listing (``last_seen`` within
+    ``LISTED_REFRESH`` of the feed's newest), from the (feed, last_seen) index."""
+    latest = await conn.scalar(select(sa.func.max(items.c.last_seen)).where(items.c.feed == feed))
+    if latest is None:
+        return {}
+    rows = await conn.execute(
+        select(items.c.guid, items.c.content_hash).where(
+            items.c.feed == feed, items.c.last_seen >= latest - LISTED_REFRESH
+        )
+    )
+    return {guid: content_hash for guid, content_hash in rows}
+
+
 async def articles(
     conn: AsyncConnection, feed: str, guids: Collection[str], urls: Collection[str]
 ) -> model.StoredArticles:

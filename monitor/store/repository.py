@@ -352,6 +352,14 @@ class Store:
                 conn, self.dialect, feed, guids, urls, hashes, bands=bands, since=since
             )
 
+    async def listed_hashes(self, feed: str) -> dict[str, str]:
+        """The content hash of each item of `feed`'s latest listing, by GUID: what its last
+        parsed documents listed (their ``last_seen`` is within an hour of the newest), read
+        before the next document is parsed. A hint: an item listed earlier and back again
+        is missing from it."""
+        async with self._read() as conn:
+            return await corpus.listed_hashes(conn, feed)
+
     async def articles(
         self, feed: str, guids: Collection[str], urls: Collection[str]
     ) -> model.StoredArticles:
