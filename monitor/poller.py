@@ -166,17 +166,22 @@ class Poller:
         stages: dict[str, float] = {}  # seconds each stage took, for the debug line below
         started = time.perf_counter()
         config = self.config
-        if feed.full_text:
+        job = self._job(feed, state, now, config)
+        # What the feed's latest listing stored, read outside the ingest (only this feed's own
+        # poll writes its items): items listed again with the same text cost no signature and
+        # no match in the worker. A hint; the ingest checks it (`ParsedPoll.checked`).
+        stored = await self.store.listed_hashes(feed.name) if state.polls else {}
+        if feed.full_text:  # the article pages are fetched between parse and prepare
             parsed = await self._parse(feed, result)
             stages["parse"] = time.perf_counter() - started
             items = parsed.items
             if items:
                 items = await self._add_article_text(feed, state, items, now)
             stages["text"] = time.perf_counter() - started - stages["parse"]
-            prepared = await self._prepare(feed, state, items, now, config)
+            prepared = await self._workers.run(prepare, items, config.dedupe, stored, job)
             stages["prepare"] = time.perf_counter() - started - sum(stages.values())
         else:
-            parsed, prepared = await self._parse_and_prepare(feed, state, result, now, config)
+            parsed, prepared = await self._parse_and_prepare(feed, result, config, stored, job)
             items = parsed.items
             stages["parse+prepare"] = time.perf_counter() - started
         # A 200 whose body holds no feed (an HTML challenge page, an empty document) is a failure;
@@ -198,7 +203,7 @@ class Poller:
             channels=config.channels,
             dedupe=config.dedupe,
             backlog_window=config.backlog_window,
-            stored=prepared.stored,
+            stored=stored,
         )
         ingesting = time.perf_counter()
         done = await self._ingests.submit(ready)
@@ -251,17 +256,14 @@ class Poller:
     async def _parse_and_prepare(
         self,
         feed: Feed,
-        state: FeedState,
         result: FetchResult,
-        now: datetime,
         config: PollConfig,
+        stored: Mapping[str, str],
+        job: MatchJob,
     ) -> tuple[ParsedFeed, Prepared]:
-        """Parse, fingerprints and rule matches in one worker task (`prepare.parse_and_prepare`),
-        with the hashes of the feed's latest listing as the hint of what is stored unchanged
-        (a first poll has none). A task stopped by the workers' limits is the feed's problem."""
+        """Parse, fingerprints and rule matches in one worker task (`prepare.parse_and_prepare`);
+        a task stopped by the workers' limits is the feed's problem, not ours."""
         assert result.body is not None
-        stored = await self.store.listed_hashes(feed.name) if state.polls else {}
-        job = self._job(feed, state, now, config)
         try:
             return await self._workers.run(
                 parse_and_prepare,
@@ -275,36 +277,19 @@ class Poller:
             )
         except WorkerError as exc:
             failed = ParsedFeed(title="", link=None, items=(), version="", problem=str(exc))
-            return failed, Prepared((), {}, 0.0, {})
+            return failed, Prepared((), {}, 0.0)
 
     def _job(self, feed: Feed, state: FeedState, now: datetime, config: PollConfig) -> MatchJob:
         rules = config.rules
         first = state.polls == 0
         return MatchJob(
-            rules.key, self._blob(rules), tuple(feed.tags), first, now, config.backlog_window
+            rules.key,
+            self._blob(rules),
+            tuple(feed.tags),
+            first,
+            now,
+            config.backlog_window,
         )
-
-    async def _prepare(
-        self,
-        feed: Feed,
-        state: FeedState,
-        items: tuple[Item, ...],
-        now: datetime,
-        config: PollConfig,
-    ) -> Prepared:
-        """Fingerprints and rule matches of the items, made in a worker (`monitor.prepare`), for
-        `full_text` feeds, whose items get their article text between parse and prepare.
-
-        The content hashes the feed stored are read first (outside the ingest: only this
-        feed's own poll writes its items), so that unchanged items cost no signature and no
-        match. A feed's first poll has stored nothing.
-        """
-        stored: dict[str, str] = {}
-        if state.polls and items:
-            known = await self.store.known(feed.name, {i.guid for i in items}, (), ())
-            stored = {guid: seen.content_hash for guid, seen in known.seen.items()}
-        job = self._job(feed, state, now, config)
-        return await self._workers.run(prepare, items, config.dedupe, stored, job)
 
     async def _add_article_text(
         self, feed: Feed, state: FeedState, items: tuple[Item, ...], now: datetime

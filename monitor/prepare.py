@@ -58,7 +58,6 @@ class Prepared:
     prints: tuple[Fingerprint, ...]
     matches: dict[str, list[Match]]  # by GUID, for each item that may be new or rewritten
     match_seconds: float  # CPU time of the rule matching
-    stored: Mapping[str, str]  # the stored content hashes it was made with, by GUID
 
 
 def prepare(
@@ -82,7 +81,7 @@ def prepare(
         if is_baseline(item, job.first_poll, job.now, job.backlog_window):
             continue
         matches[item.guid] = rules.match(item, feed_tags=job.tags)
-    return Prepared(prints, matches, time.process_time() - started, stored)
+    return Prepared(prints, matches, time.process_time() - started)
 
 
 def parse_and_prepare(
