@@ -87,8 +87,9 @@ class ParsedPoll:
 
         An item left unsigned as unchanged that the ingest finds new, or stored with another
         text (a second poll of the feed after its lease ran out, a retention run in between),
-        would otherwise be stored without a signature, or taken for a rewrite. Rare; its
-        matches are then made by `decide` (`Prematched` matches what it was not given).
+        would otherwise be stored without a signature, or taken for a rewrite. Rare, so done
+        here, on the loop; its matches are then made by `decide` (`Prematched` matches what it
+        was not given).
         """
         for item, fp in zip(self.items, self.prints, strict=True):
             if self.stored.get(item.guid) != fp.content_hash:
@@ -121,7 +122,7 @@ class Ingested:
     decision: Decision
     update: FeedUpdate  # the feed's next state, as stored
     applied: Applied  # what the store inserted (a replica may have stored some first)
-    decided: float  # seconds `decide` took (rule matching, most of it)
+    decided: float  # seconds `decide` took (dedupe; rules only for items the worker left)
 
 
 # A submitted poll and the future its caller awaits.
