@@ -32,6 +32,7 @@ from monitor.rules import RuleSet, compile_rules
 from monitor.store import Store
 from monitor.store.corpus import MAX_PER_BAND
 from monitor.workers import WorkerPool
+from tests.test_ingest_batch import EVIN  # the same wire story
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 BACKLOG = timedelta(days=1)
@@ -45,13 +46,6 @@ RULES = compile_rules(
     {},
 )
 
-EVIN = (
-    "Relatives of prisoners gathered outside Evin prison in Tehran on Sunday evening after "
-    "reports of a fire in one of its wards, and witnesses said smoke rose above the northern "
-    "wall for more than an hour while fire engines waited at the gate. The judiciary said "
-    "order had been restored and that no prisoner had escaped, but families said they had "
-    "not been able to reach their relatives by telephone since the afternoon."
-)
 TREATY = (
     "Parliament ratified the border treaty on Tuesday by a wide margin after three days of "
     "debate, ending a dispute over fishing rights and river crossings that had lasted more "
