@@ -276,8 +276,7 @@ class Poller:
                 job,
             )
         except WorkerError as exc:
-            failed = ParsedFeed(title="", link=None, items=(), version="", problem=str(exc))
-            return failed, Prepared((), {}, 0.0)
+            return _unparsed(exc), Prepared((), {}, 0.0)
 
     def _job(self, feed: Feed, state: FeedState, now: datetime, config: PollConfig) -> MatchJob:
         rules = config.rules
@@ -343,7 +342,7 @@ class Poller:
                 headers=dict(result.headers),
             )
         except WorkerError as exc:
-            return ParsedFeed(title="", link=None, items=(), version="", problem=str(exc))
+            return _unparsed(exc)
 
     def _log_poll(
         self, feed: Feed, result: FetchResult, update: FeedUpdate, *, new: int, alerts: int
@@ -369,3 +368,8 @@ class Poller:
             )
         if update.url:
             log.warning("feed moved permanently feed=%s url=%s", feed.name, update.url)
+
+
+def _unparsed(stopped: WorkerError) -> ParsedFeed:
+    """A document whose parse the workers' limits stopped: no items, the reason its problem."""
+    return ParsedFeed(title="", link=None, items=(), version="", problem=str(stopped))

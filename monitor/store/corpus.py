@@ -58,23 +58,14 @@ async def known(
     bands: Collection[int] = (),
     since: datetime | None = None,
 ) -> model.KnownState:
-    seen: dict[str, model.Seen] = {}
-    for batch in dialect.chunks(set(guids)):
-        rows = await conn.execute(
-            select(items.c.guid, items.c.content_hash, items.c.signature, items.c.story).where(
-                items.c.feed == feed, items.c.guid.in_(batch)
-            )
-        )
-        for row in rows:
-            seen[row.guid] = model.Seen(row.content_hash, row.signature, row.story)
+    """`seen` and `stories` for one feed: its own hashes are the ones stored by `feed`."""
+    found = await stories(conn, backend, urls, hashes, bands, since)
     return model.KnownState(
-        story_by_url=await _earliest_story(conn, items.c.canonical_url, urls),
-        story_by_hash=await _earliest_story(conn, items.c.content_hash, hashes),
-        own_story_by_hash=await _earliest_story(
-            conn, items.c.content_hash, hashes, items.c.feed == feed
-        ),
-        near=await _near(conn, backend, bands, since),
-        seen=seen,
+        story_by_url=found.story_by_url,
+        story_by_hash=found.story_by_hash,
+        own_story_by_hash={h: s for (f, h), s in found.own_story_by_hash.items() if f == feed},
+        near=found.near,
+        seen=(await seen(conn, {feed: guids}))[feed],
     )
 
 
@@ -571,13 +562,13 @@ async def _item_ids(
 
 
 async def _earliest_story(
-    conn: AsyncConnection, column: Any, values: Collection[str], *where: Any
+    conn: AsyncConnection, column: Any, values: Collection[str]
 ) -> dict[str, str]:
     stories: dict[str, str] = {}
     for batch in dialect.chunks(set(values)):
         rows = await conn.execute(
             select(column.label("value"), items.c.story)
-            .where(column.in_(batch), *where)
+            .where(column.in_(batch))
             .order_by(items.c.fetched_at, items.c.id)
         )
         for row in rows:
